@@ -1,0 +1,146 @@
+//! Reading a base image (`fromImage`): a docker archive, plain or compressed with gzip
+//! or zstd. Only `manifest[0]` is used, as nixpkgs' streamer does; its layers are
+//! copied with their original member headers and their diff_ids from the base config.
+
+use super::model::{Layer, Source, DOCKER_LAYER};
+use crate::tar::kind;
+use crate::tar::reader::{self, Member};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A loaded base image.
+pub struct BaseImage {
+    pub layers: Vec<Layer>,
+    /// The base's container config (`config` key of its image JSON).
+    pub config: Value,
+    /// Keeps a decompressed copy alive while its layers are read.
+    _spill: Option<tempfile::NamedTempFile>,
+}
+
+/// Opens the archive at `path` (decompressing it to a temporary file if needed).
+pub fn load(path: &Path) -> Result<BaseImage> {
+    let (plain, spill) = plain_tar(path)?;
+    let members = reader::list(&plain).with_context(|| format!("base image {}", path.display()))?;
+    let what = |m: &str| format!("base image {}: {m}", path.display());
+    let manifest: Value = read_json(&plain, &members, "manifest.json")
+        .with_context(|| what("not a docker archive"))?;
+    let entry = manifest
+        .get(0)
+        .with_context(|| what("manifest.json lists no image"))?;
+    let config_name = entry["Config"]
+        .as_str()
+        .with_context(|| what("manifest has no Config"))?;
+    let image_json: Value =
+        read_json(&plain, &members, config_name).with_context(|| what("bad config"))?;
+    let names: Vec<&str> = entry["Layers"]
+        .as_array()
+        .with_context(|| what("manifest has no Layers"))?
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    let diff_ids: Vec<&str> = image_json["rootfs"]["diff_ids"]
+        .as_array()
+        .with_context(|| what("config has no rootfs.diff_ids"))?
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    if names.len() != diff_ids.len() {
+        bail!(what(&format!(
+            "{} layers but {} diff_ids",
+            names.len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (name, diff_id) in names.iter().zip(diff_ids) {
+        let member = resolve(&members, name).with_context(|| what(&format!("no layer {name}")))?;
+        let mut header = member.info.clone();
+        header.name = name.as_bytes().to_vec();
+        layers.push(Layer {
+            diff_id: Some(diff_id.trim_start_matches("sha256:").to_string()),
+            size: member.info.size,
+            media_type: DOCKER_LAYER,
+            source: Source::FileRange {
+                path: plain.clone(),
+                offset: member.data_offset,
+            },
+            header,
+            history: vec![name.to_string()],
+        });
+    }
+    Ok(BaseImage {
+        layers,
+        config: image_json.get("config").cloned().unwrap_or(Value::Null),
+        _spill: spill,
+    })
+}
+
+/// The member holding `name`'s bytes, following a symlink member (as skopeo writes
+/// them) to its target.
+fn resolve<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {
+    let member = reader::find(members, name)?;
+    if member.info.kind != kind::SYMLINK {
+        return Some(member);
+    }
+    let target = String::from_utf8_lossy(&member.info.linkname).into_owned();
+    let dir = Path::new(name).parent().unwrap_or(Path::new(""));
+    let joined = normalize(&dir.join(target));
+    reader::find(members, &joined).filter(|m| m.info.kind != kind::SYMLINK)
+}
+
+fn normalize(path: &Path) -> String {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(p) => parts.push(p),
+            _ => {}
+        }
+    }
+    parts
+        .iter()
+        .map(|p| p.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn read_json(file: &Path, members: &[Member], name: &str) -> Result<Value> {
+    use std::os::unix::fs::FileExt;
+    let m = reader::find(members, name).with_context(|| format!("no {name}"))?;
+    let mut buf = vec![0u8; m.info.size as usize];
+    std::fs::File::open(file)?.read_exact_at(&mut buf, m.data_offset)?;
+    serde_json::from_slice(&buf).with_context(|| format!("{name} is not JSON"))
+}
+
+/// The path of an uncompressed copy of the archive.
+fn plain_tar(path: &Path) -> Result<(PathBuf, Option<tempfile::NamedTempFile>)> {
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("base image {}: cannot open", path.display()))?;
+    let mut magic = [0u8; 6];
+    let n = file.read(&mut magic)?;
+    let magic = &magic[..n];
+    let decoder: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(
+            path,
+        )?))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(std::fs::File::open(
+            path,
+        )?)?)
+    } else if magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+        bail!(
+            "base image {}: bzip2/xz compression is not supported",
+            path.display()
+        );
+    } else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let mut spill = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+    std::io::copy(&mut { decoder }, spill.as_file_mut())
+        .with_context(|| format!("base image {}: cannot decompress", path.display()))?;
+    Ok((spill.path().to_path_buf(), Some(spill)))
+}

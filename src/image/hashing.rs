@@ -1,0 +1,65 @@
+//! A writer that hashes (sha256) and counts what passes through it, so a layer's
+//! diff_id is known the moment its last byte is written.
+
+use sha2::{Digest, Sha256};
+use std::io::{self, Write};
+
+/// Passes writes to `inner`, hashing and counting them.
+pub struct HashingWriter<W> {
+    pub inner: W,
+    sha: Sha256,
+    pub count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            sha: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Lower-case hex sha256 of everything written, and the inner writer.
+    pub fn finish(self) -> (String, W) {
+        (hex::encode(self.sha.finalize()), self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes at a fixed position of a file, advancing (`pwrite`), so threads can fill
+/// disjoint parts of one output file.
+pub struct OffsetWriter<'a> {
+    pub file: &'a std::fs::File,
+    pub pos: u64,
+}
+
+impl Write for OffsetWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// sha256 of `bytes` in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

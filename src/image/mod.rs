@@ -1,0 +1,15 @@
+//! The image model (a config plus ordered layers that know where their bytes come
+//! from), the nixpkgs streamer's conf.json, and the docker-archive reader and writers.
+
+pub mod base;
+pub mod conf;
+pub mod config;
+pub mod docker_archive;
+pub mod hashing;
+pub mod layered;
+pub mod model;
+pub mod pyjson;
+pub mod time;
+pub mod users;
+
+pub use model::{Image, Layer, Source};

@@ -1,0 +1,242 @@
+//! The stevedore command line: flags and wiring only.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use stevedore::image::{conf::Conf, docker_archive, layered};
+use stevedore::plan::{self, Algorithm};
+use stevedore::store::Graph;
+use stevedore::tar::gnu;
+
+#[derive(Parser)]
+#[command(
+    name = "stevedore",
+    version,
+    about = "Fast, byte-compatible nixpkgs dockerTools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Split a closure graph into layers; prints nixpkgs' JSON list of lists.
+    Plan {
+        /// exportReferencesGraph JSON (a list, or `.attrs.json` holding one).
+        graph: PathBuf,
+        /// Key of the graph in an `.attrs.json` object.
+        #[arg(long)]
+        graph_key: Option<String>,
+        #[arg(long, value_enum, default_value = "auto")]
+        algorithm: Algorithm,
+        /// Maximum number of layers.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// File listing store paths (one per line) to leave out of the output.
+        #[arg(long)]
+        exclude_file: Vec<PathBuf>,
+        /// A store path to leave out of the output.
+        #[arg(long)]
+        exclude: Vec<String>,
+        #[arg(long, default_value = "/nix/store")]
+        store_dir: String,
+    },
+    /// Write the docker archive a streamLayeredImage conf describes to stdout.
+    StreamLayered {
+        conf: PathBuf,
+        /// Override the image's RepoTags.
+        #[arg(long, short = 't', visible_alias = "repo_tag")]
+        repo_tag: Option<String>,
+    },
+    /// Write that docker archive to a file, layers built in parallel.
+    BuildLayered {
+        conf: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "none")]
+        compressor: Compressor,
+        #[arg(long, short = 't', visible_alias = "repo_tag")]
+        repo_tag: Option<String>,
+    },
+    /// Archive a directory as nixpkgs' customisation layer (GNU tar format) into
+    /// OUT/layer.tar and its sha256 into OUT/checksum.
+    CustomisationLayer {
+        dir: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// mtime of every entry (default: $SOURCE_DATE_EPOCH, else 315532800).
+        #[arg(long)]
+        mtime: Option<i64>,
+        #[arg(long)]
+        owner: Option<u64>,
+        #[arg(long)]
+        group: Option<u64>,
+        /// Ownership saved by `fakeroot -s FILE`.
+        #[arg(long)]
+        fakeroot_state: Option<PathBuf>,
+        /// Member name to leave out with its contents (e.g. ./proc).
+        #[arg(long)]
+        exclude: Vec<String>,
+    },
+    /// Join directories into OUT as nixpkgs' symlinkJoin does.
+    SymlinkJoin {
+        output: PathBuf,
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Compressor {
+    None,
+    Gz,
+    Zstd,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("stevedore: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Plan {
+            graph,
+            graph_key,
+            algorithm,
+            limit,
+            exclude_file,
+            exclude,
+            store_dir,
+        } => {
+            let g = Graph::load(&graph, graph_key.as_deref(), &store_dir)?;
+            let mut skip: HashSet<String> = exclude.into_iter().collect();
+            for f in exclude_file {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("{}: cannot read", f.display()))?;
+                skip.extend(
+                    text.lines()
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty()),
+                );
+            }
+            println!(
+                "{}",
+                plan::to_json(&plan::plan(algorithm, &g, &skip, limit))
+            );
+            Ok(())
+        }
+        Command::StreamLayered { conf, repo_tag } => {
+            let conf = Conf::load(&conf)?;
+            let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            docker_archive::write_stream(&image, &mut out)?;
+            Ok(())
+        }
+        Command::BuildLayered {
+            conf,
+            output,
+            compressor,
+            repo_tag,
+        } => {
+            let conf = Conf::load(&conf)?;
+            let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
+            write_atomically(&output, |file| match compressor {
+                Compressor::None => docker_archive::write_file(&image, file).map(|_| ()),
+                Compressor::Gz => {
+                    let mut enc = flate2::write::GzEncoder::new(
+                        std::io::BufWriter::new(file),
+                        flate2::Compression::default(),
+                    );
+                    docker_archive::write_stream(&image, &mut enc)?;
+                    enc.finish()?.flush()?;
+                    Ok(())
+                }
+                Compressor::Zstd => {
+                    let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), 3)?;
+                    enc.multithread(rayon::current_num_threads() as u32)?;
+                    docker_archive::write_stream(&image, &mut enc)?;
+                    enc.finish()?.flush()?;
+                    Ok(())
+                }
+            })
+        }
+        Command::CustomisationLayer {
+            dir,
+            output,
+            mtime,
+            owner,
+            group,
+            fakeroot_state,
+            exclude,
+        } => {
+            let mtime = match mtime {
+                Some(m) => m,
+                None => std::env::var("SOURCE_DATE_EPOCH")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(315_532_800),
+            };
+            let faked = match fakeroot_state {
+                Some(f) => gnu::read_fakeroot_state(&f)?,
+                None => Default::default(),
+            };
+            let opts = gnu::GnuOptions {
+                mtime,
+                owner,
+                group,
+                faked,
+                exclude: exclude.into_iter().map(String::into_bytes).collect(),
+            };
+            customisation_layer(&dir, &output, &opts)
+        }
+        Command::SymlinkJoin { output, paths } => {
+            let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+            stevedore::contents::symlink_join(&output, &refs)
+        }
+    }
+}
+
+fn customisation_layer(dir: &Path, output: &Path, opts: &gnu::GnuOptions) -> Result<()> {
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("{}: cannot create", output.display()))?;
+    let tar = output.join("layer.tar");
+    let mut digest = String::new();
+    write_atomically(&tar, |file| {
+        let mut w = stevedore::image::hashing::HashingWriter::new(std::io::BufWriter::new(file));
+        gnu::write_dir(dir, opts, &mut w)?;
+        let (d, mut inner) = w.finish();
+        inner.flush()?;
+        digest = d;
+        Ok(())
+    })?;
+    let checksum = output.join("checksum");
+    std::fs::write(&checksum, format!("{digest}\n"))
+        .with_context(|| format!("{}: cannot write", checksum.display()))
+}
+
+/// Runs `write` on a temporary file next to `path` and renames it into place only if
+/// it succeeds, so no partial output is ever left at `path`.
+fn write_atomically(path: &Path, write: impl FnOnce(&std::fs::File) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".stevedore-")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
+    write(tmp.as_file()).with_context(|| format!("{}", path.display()))?;
+    let file = tmp
+        .persist(path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    let mut perms = file.metadata()?.permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    file.set_permissions(perms)?;
+    Ok(())
+}

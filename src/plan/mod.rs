@@ -1,0 +1,44 @@
+//! Layer planning: pure functions from a closure graph to an ordered list of layers,
+//! each layer an ordered list of store paths (nixpkgs' layer-tool JSON).
+
+pub mod auto;
+pub mod cpython_set;
+pub mod popularity;
+
+use crate::store::Graph;
+use std::collections::HashSet;
+
+/// A layering algorithm, by the name users give it on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// nixpkgs' current default, `dockerAutoLayer` (auto-layer.py).
+    Auto,
+    /// `referencesByPopularity` order, `limit - 1` single-path layers plus one for the rest.
+    Popularity,
+}
+
+/// Plans layers for `graph` with at most `limit` layers; `exclude` paths take part in
+/// the computation (as nixpkgs' do) but never appear in the result.
+pub fn plan(
+    algorithm: Algorithm,
+    graph: &Graph,
+    exclude: &HashSet<String>,
+    limit: usize,
+) -> Vec<Vec<String>> {
+    match algorithm {
+        Algorithm::Auto => auto::auto_layer(graph, exclude, limit),
+        Algorithm::Popularity => popularity::split(graph, exclude, limit),
+    }
+}
+
+/// Formats layers as Python's `json.dumps` prints a list of lists of strings.
+pub fn to_json(layers: &[Vec<String>]) -> String {
+    let inner: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let paths: Vec<String> = l.iter().map(|p| crate::image::pyjson::string(p)).collect();
+            format!("[{}]", paths.join(", "))
+        })
+        .collect();
+    format!("[{}]", inner.join(", "))
+}
