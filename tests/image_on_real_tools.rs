@@ -1,0 +1,137 @@
+//! Images pass skopeo and umoci, and the unpacked root filesystem holds every store
+//! file with its bytes, mode and link target, the customisation layer on top.
+
+mod common;
+use common::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+fn unpack(archive: &Path, dir: &Path) -> std::path::PathBuf {
+    let oci = dir.join("oci");
+    run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy"])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("oci:{}:test", oci.display())));
+    let bundle = dir.join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:test", oci.display()))
+        .arg(&bundle));
+    bundle.join("rootfs")
+}
+
+/// Asserts that `copy` mirrors `original`: same kind, permissions, bytes and link targets.
+fn assert_same_tree(original: &Path, copy: &Path) {
+    let a = std::fs::symlink_metadata(original).unwrap();
+    let b =
+        std::fs::symlink_metadata(copy).unwrap_or_else(|_| panic!("{} missing", copy.display()));
+    assert_eq!(a.file_type(), b.file_type(), "{}", copy.display());
+    assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777, "{}", copy.display());
+    if a.file_type().is_symlink() {
+        assert_eq!(
+            std::fs::read_link(original).unwrap(),
+            std::fs::read_link(copy).unwrap()
+        );
+    } else if a.is_file() {
+        assert!(
+            std::fs::read(original).unwrap() == std::fs::read(copy).unwrap(),
+            "{}",
+            copy.display()
+        );
+    } else if a.is_dir() {
+        let names = |p: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(original), names(copy), "{}", copy.display());
+        for name in names(original) {
+            assert_same_tree(&original.join(&name), &copy.join(&name));
+        }
+    }
+}
+
+#[test]
+fn skopeo_reads_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("image.tar");
+    stream_to(&golden_conf("owner", dir.path()), &archive);
+    let out = stdout(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", archive.display())),
+    );
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["Architecture"], "arm64");
+    assert_eq!(info["Layers"], expected("owner")["diff_ids"]);
+}
+
+#[test]
+fn unpacked_rootfs_matches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("image.tar");
+    let conf = golden_conf("default", dir.path());
+    stream_to(&conf, &archive);
+    let rootfs = unpack(&archive, dir.path());
+    for p in ["nix", "nix/store"] {
+        assert_eq!(
+            std::fs::metadata(rootfs.join(p)).unwrap().mode() & 0o7777,
+            0o755,
+            "{p}"
+        );
+    }
+    let layers = read_json(&conf)["store_layers"].clone();
+    let mut paths = 0;
+    for path in layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l.as_array().unwrap())
+    {
+        let path = Path::new(path.as_str().unwrap());
+        assert_same_tree(path, &rootfs.join(path.strip_prefix("/").unwrap()));
+        paths += 1;
+    }
+    assert_eq!(paths, 5);
+    let symlink = fixture("storeSymlink");
+    assert!(
+        std::fs::symlink_metadata(rootfs.join(symlink.strip_prefix("/").unwrap()))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/motd")).unwrap(),
+        "welcome\n"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin/app")).unwrap(),
+        fixture("app").join("bin/app")
+    );
+}
+
+#[test]
+fn configured_owner_is_on_every_store_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("image.tar");
+    stream_to(&golden_conf("owner", dir.path()), &archive);
+    let rootfs = unpack(&archive, dir.path());
+    let lib = fixture("lib");
+    for p in [
+        Path::new("nix/store"),
+        lib.strip_prefix("/").unwrap(),
+        &lib.join("bin/tool")
+            .strip_prefix("/")
+            .unwrap()
+            .to_path_buf(),
+    ] {
+        let m = std::fs::symlink_metadata(rootfs.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1000, 100), "{}", p.display());
+    }
+    let listing = stdout(Command::new("tar").arg("-tvf").arg(&archive));
+    assert!(listing.contains("/layer.tar"));
+}
