@@ -46,7 +46,7 @@ pub fn fixture(attr: &str) -> PathBuf {
     let path = stdout(
         Command::new("nix-build")
             .arg(&file)
-            .args(["-A", attr, "--no-out-link"]),
+            .args(["-A", attr, "--no-out-link", "--option", "substituters", ""]),
     );
     let path = PathBuf::from(path.trim());
     cache.insert(attr.to_string(), path.clone());
