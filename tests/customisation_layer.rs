@@ -10,7 +10,13 @@ use std::process::Command;
 /// A directory with the shapes GNU tar treats specially.
 fn make_tree(root: &Path) {
     let long = "n".repeat(150);
-    for d in ["empty", "sub/deeper", &format!("sub/{long}/{long}"), &"d".repeat(97), &"e".repeat(98)] {
+    for d in [
+        "empty",
+        "sub/deeper",
+        &format!("sub/{long}/{long}"),
+        &"d".repeat(97),
+        &"e".repeat(98),
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     let files = [
@@ -30,8 +36,16 @@ fn make_tree(root: &Path) {
     std::fs::hard_link(root.join("sub/file"), root.join("hardlink")).unwrap();
     std::os::unix::fs::symlink("sub", root.join("dirlink")).unwrap();
     std::os::unix::fs::symlink("t".repeat(100), root.join("link100")).unwrap();
-    std::os::unix::fs::symlink(format!("/nix/store/{}", "z".repeat(120)), root.join("longlink")).unwrap();
-    std::os::unix::fs::symlink(format!("/{}", "q".repeat(120)), root.join(format!("both-{}", "w".repeat(110)))).unwrap();
+    std::os::unix::fs::symlink(
+        format!("/nix/store/{}", "z".repeat(120)),
+        root.join("longlink"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        format!("/{}", "q".repeat(120)),
+        root.join(format!("both-{}", "w".repeat(110))),
+    )
+    .unwrap();
     let exe = root.join("sub/exe");
     std::fs::write(&exe, "#!/bin/sh\n").unwrap();
     run(Command::new("chmod").arg("755").arg(&exe));
@@ -41,7 +55,12 @@ fn make_tree(root: &Path) {
 fn gnu_tar(dir: &Path, out: &Path, extra: &[&str]) {
     run(Command::new("tar")
         .current_dir(dir)
-        .args(["--sort=name", "--numeric-owner", "--mtime=@315532800", "--hard-dereference"])
+        .args([
+            "--sort=name",
+            "--numeric-owner",
+            "--mtime=@315532800",
+            "--hard-dereference",
+        ])
         .args(extra)
         .arg("-cf")
         .arg(out)
@@ -54,7 +73,12 @@ fn matches_gnu_tar_byte_for_byte() {
     let tree = tmp.path().join("tree");
     make_tree(&tree);
     let ours = tmp.path().join("ours");
-    run(stevedore().arg("customisation-layer").arg(&tree).arg("-o").arg(&ours).args(["--owner", "0", "--group", "0"]));
+    run(stevedore()
+        .arg("customisation-layer")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&ours)
+        .args(["--owner", "0", "--group", "0"]));
     let theirs = tmp.path().join("gnu.tar");
     gnu_tar(&tree, &theirs, &["--owner=0", "--group=0"]);
     assert!(std::fs::read(&theirs).unwrap() == std::fs::read(ours.join("layer.tar")).unwrap());
@@ -69,9 +93,27 @@ fn mtime_comes_from_source_date_epoch() {
     std::fs::create_dir_all(tree.join("d")).unwrap();
     std::fs::write(tree.join("d/f"), "x").unwrap();
     let ours = tmp.path().join("ours");
-    run(stevedore().env("SOURCE_DATE_EPOCH", "1700000000").arg("customisation-layer").arg(&tree).arg("-o").arg(&ours).args(["--owner", "0", "--group", "0"]));
+    run(stevedore()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("customisation-layer")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&ours)
+        .args(["--owner", "0", "--group", "0"]));
     let theirs = tmp.path().join("gnu.tar");
-    run(Command::new("tar").current_dir(&tree).args(["--sort=name", "--numeric-owner", "--mtime=@1700000000", "--hard-dereference", "--owner=0", "--group=0", "-cf"]).arg(&theirs).arg("."));
+    run(Command::new("tar")
+        .current_dir(&tree)
+        .args([
+            "--sort=name",
+            "--numeric-owner",
+            "--mtime=@1700000000",
+            "--hard-dereference",
+            "--owner=0",
+            "--group=0",
+            "-cf",
+        ])
+        .arg(&theirs)
+        .arg("."));
     assert!(std::fs::read(&theirs).unwrap() == std::fs::read(ours.join("layer.tar")).unwrap());
 }
 
@@ -86,13 +128,25 @@ fn fakeroot_ownership_persists_into_the_layer() {
     let script = format!(
         "set -e; /usr/bin/chown -R 1000:1000 {t}/home/alice; {s} customisation-layer {t} -o {o}; \
          cd {t} && tar --sort=name --numeric-owner --mtime=@315532800 --hard-dereference -cf {g} .",
-        t = tree.display(), s = env!("CARGO_BIN_EXE_stevedore"), o = ours.display(), g = theirs.display()
+        t = tree.display(),
+        s = env!("CARGO_BIN_EXE_stevedore"),
+        o = ours.display(),
+        g = theirs.display()
     );
     run(Command::new("fakeroot").args(["sh", "-c", &script]));
     let bytes = std::fs::read(ours.join("layer.tar")).unwrap();
     assert!(std::fs::read(&theirs).unwrap() == bytes);
-    let listing = stdout(Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(ours.join("layer.tar")));
-    assert!(listing.lines().any(|l| l.contains("1000/1000") && l.ends_with("./home/alice/")), "{listing}");
+    let listing = stdout(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(ours.join("layer.tar")),
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("1000/1000") && l.ends_with("./home/alice/")),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -102,15 +156,31 @@ fn fakeroot_state_file_gives_the_same_layer() {
     std::fs::create_dir_all(tree.join("srv")).unwrap();
     std::fs::write(tree.join("srv/data"), "x").unwrap();
     let state = tmp.path().join("state");
-    run(Command::new("fakeroot").arg("-s").arg(&state).args(["sh", "-c"])
-        .arg(format!("/usr/bin/chown 12345:54321 {t}/srv/data && /usr/bin/chmod 600 {t}/srv/data", t = tree.display())));
+    run(Command::new("fakeroot")
+        .arg("-s")
+        .arg(&state)
+        .args(["sh", "-c"])
+        .arg(format!(
+            "/usr/bin/chown 12345:54321 {t}/srv/data && /usr/bin/chmod 600 {t}/srv/data",
+            t = tree.display()
+        )));
     let ours = tmp.path().join("ours");
-    run(stevedore().arg("customisation-layer").arg(&tree).arg("-o").arg(&ours).arg("--fakeroot-state").arg(&state));
+    run(stevedore()
+        .arg("customisation-layer")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&ours)
+        .arg("--fakeroot-state")
+        .arg(&state));
     let theirs = tmp.path().join("gnu.tar");
     run(Command::new("fakeroot").arg("-i").arg(&state).args(["sh", "-c"])
         .arg(format!("cd {} && tar --sort=name --numeric-owner --mtime=@315532800 --hard-dereference -cf {} .", tree.display(), theirs.display())));
     assert!(std::fs::read(&theirs).unwrap() == std::fs::read(ours.join("layer.tar")).unwrap());
-    let listing = stdout(Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(&theirs));
+    let listing = stdout(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&theirs),
+    );
     assert!(listing.contains("-rw------- 12345/54321"), "{listing}");
 }
 
@@ -118,7 +188,10 @@ fn fakeroot_state_file_gives_the_same_layer() {
 fn symlink_join_builds_the_tree_lndir_builds() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for (root, files) in [(&a, ["bin/x", "share/doc/a", "etc/conf"]), (&b, ["bin/y", "share/doc/b", "etc/conf"])] {
+    for (root, files) in [
+        (&a, ["bin/x", "share/doc/a", "etc/conf"]),
+        (&b, ["bin/y", "share/doc/b", "etc/conf"]),
+    ] {
         for f in files {
             std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
             std::fs::write(root.join(f), f).unwrap();
@@ -137,5 +210,8 @@ fn symlink_join_builds_the_tree_lndir_builds() {
     gnu_tar(&ours, &o, &["--owner=0", "--group=0"]);
     gnu_tar(&theirs, &t, &["--owner=0", "--group=0"]);
     assert!(std::fs::read(&o).unwrap() == std::fs::read(&t).unwrap());
-    assert_eq!(std::fs::read_link(ours.join("etc/conf")).unwrap(), a.join("etc/conf"));
+    assert_eq!(
+        std::fs::read_link(ours.join("etc/conf")).unwrap(),
+        a.join("etc/conf")
+    );
 }

@@ -20,9 +20,23 @@ fn fails(cmd: &mut Command) -> String {
 fn build_fails(conf: &Path, dir: &Path) -> String {
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let err = fails(stevedore().arg("build-layered").arg(conf).arg("-o").arg(out_dir.join("image.tar")));
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "output left behind");
-    let streamed = stevedore().arg("stream-layered").arg(conf).output().unwrap();
+    let err = fails(
+        stevedore()
+            .arg("build-layered")
+            .arg(conf)
+            .arg("-o")
+            .arg(out_dir.join("image.tar")),
+    );
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "output left behind"
+    );
+    let streamed = stevedore()
+        .arg("stream-layered")
+        .arg(conf)
+        .output()
+        .unwrap();
     assert!(!streamed.status.success() && streamed.stdout.is_empty());
     err
 }
@@ -39,16 +53,23 @@ fn edited_conf(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> std::pa
 fn missing_store_path() {
     let dir = tempfile::tempdir().unwrap();
     let missing = "/nix/store/00000000000000000000000000000000-missing";
-    let conf = edited_conf(dir.path(), |c| c["store_layers"][0] = serde_json::json!([missing]));
+    let conf = edited_conf(dir.path(), |c| {
+        c["store_layers"][0] = serde_json::json!([missing])
+    });
     assert!(build_fails(&conf, dir.path()).contains(missing));
 }
 
 #[test]
 fn path_outside_store_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = edited_conf(dir.path(), |c| c["store_layers"][0] = serde_json::json!(["/etc"]));
+    let conf = edited_conf(dir.path(), |c| {
+        c["store_layers"][0] = serde_json::json!(["/etc"])
+    });
     let err = build_fails(&conf, dir.path());
-    assert!(err.contains("/etc") && err.contains("outside store_dir"), "{err}");
+    assert!(
+        err.contains("/etc") && err.contains("outside store_dir"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -57,11 +78,15 @@ fn malformed_conf() {
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{not json").unwrap();
     assert!(build_fails(&bad, dir.path()).contains("bad.json"));
-    let no_layers = edited_conf(dir.path(), |c| { c.as_object_mut().unwrap().remove("store_layers"); });
+    let no_layers = edited_conf(dir.path(), |c| {
+        c.as_object_mut().unwrap().remove("store_layers");
+    });
     assert!(build_fails(&no_layers, dir.path()).contains("store_layers"));
     let bad_uid = edited_conf(dir.path(), |c| c["uid"] = serde_json::json!("root"));
     assert!(build_fails(&bad_uid, dir.path()).contains("\"root\" is not an integer"));
-    let bad_time = edited_conf(dir.path(), |c| c["created"] = serde_json::json!("yesterday"));
+    let bad_time = edited_conf(dir.path(), |c| {
+        c["created"] = serde_json::json!("yesterday")
+    });
     assert!(build_fails(&bad_time, dir.path()).contains("yesterday"));
 }
 
@@ -73,10 +98,18 @@ fn base_image_that_is_not_a_docker_archive() {
     let conf = edited_conf(dir.path(), |c| c["from_image"] = serde_json::json!(junk));
     assert!(build_fails(&conf, dir.path()).contains("junk.tar"));
     let plain = dir.path().join("plain.tar");
-    run(Command::new("tar").arg("-cf").arg(&plain).arg("-C").arg(dir.path()).arg("junk.tar"));
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&plain)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("junk.tar"));
     let conf = edited_conf(dir.path(), |c| c["from_image"] = serde_json::json!(plain));
     let err = build_fails(&conf, dir.path());
-    assert!(err.contains("plain.tar") && err.contains("not a docker archive"), "{err}");
+    assert!(
+        err.contains("plain.tar") && err.contains("not a docker archive"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,7 +130,12 @@ fn unreadable_file() {
         // SAFETY: geteuid has no preconditions.
         let mut cmd = if unsafe { libc::geteuid() } == 0 {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_stevedore")]);
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_stevedore"),
+            ]);
             c
         } else {
             stevedore()
@@ -109,8 +147,16 @@ fn unreadable_file() {
     std::fs::create_dir_all(&out_dir).unwrap();
     run(Command::new("chmod").args(["-R", "a+rwx"]).arg(&out_dir));
     let target = out_dir.join("image.tar");
-    let err = fails(&mut as_nobody(&["build-layered".as_ref(), conf.as_os_str(), "-o".as_ref(), target.as_os_str()]));
-    assert!(err.contains("key") && err.contains("Permission denied"), "{err}");
+    let err = fails(&mut as_nobody(&[
+        "build-layered".as_ref(),
+        conf.as_os_str(),
+        "-o".as_ref(),
+        target.as_os_str(),
+    ]));
+    assert!(
+        err.contains("key") && err.contains("Permission denied"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
 }
 
@@ -118,9 +164,16 @@ fn unreadable_file() {
 fn malformed_graph() {
     let dir = tempfile::tempdir().unwrap();
     let graph = dir.path().join("graph.json");
-    std::fs::write(&graph, r#"[{"path": "/nix/store/not-a-store-path", "references": []}]"#).unwrap();
+    std::fs::write(
+        &graph,
+        r#"[{"path": "/nix/store/not-a-store-path", "references": []}]"#,
+    )
+    .unwrap();
     let err = fails(stevedore().arg("plan").arg(&graph));
-    assert!(err.contains("graph.json") && err.contains("not-a-store-path"), "{err}");
+    assert!(
+        err.contains("graph.json") && err.contains("not-a-store-path"),
+        "{err}"
+    );
     std::fs::write(&graph, "[1, 2]").unwrap();
     assert!(fails(stevedore().arg("plan").arg(&graph)).contains("graph.json"));
 }
@@ -129,7 +182,13 @@ fn malformed_graph() {
 fn unreadable_customisation_source() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let err = fails(stevedore().arg("customisation-layer").arg(dir.path().join("nope")).arg("-o").arg(&out));
+    let err = fails(
+        stevedore()
+            .arg("customisation-layer")
+            .arg(dir.path().join("nope"))
+            .arg("-o")
+            .arg(&out),
+    );
     assert!(err.contains("nope"), "{err}");
     assert!(!out.join("layer.tar").exists());
 }

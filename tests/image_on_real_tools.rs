@@ -121,13 +121,11 @@ fn configured_owner_is_on_every_store_entry() {
     stream_to(&golden_conf("owner", dir.path()), &archive);
     let rootfs = unpack(&archive, dir.path());
     let lib = fixture("lib");
+    let tool = lib.join("bin/tool");
     for p in [
         Path::new("nix/store"),
         lib.strip_prefix("/").unwrap(),
-        &lib.join("bin/tool")
-            .strip_prefix("/")
-            .unwrap()
-            .to_path_buf(),
+        tool.strip_prefix("/").unwrap(),
     ] {
         let m = std::fs::symlink_metadata(rootfs.join(p)).unwrap();
         assert_eq!((m.uid(), m.gid()), (1000, 100), "{}", p.display());

@@ -43,7 +43,7 @@ proptest! {
         let n = sizes.len();
         let order: Vec<usize> = (0..n).collect();
         let g = Graph::from_json(graph_json(&sizes, &edges, &order).as_bytes(), None, "/nix/store").unwrap();
-        let exclude: HashSet<String> = (0..n).filter(|&i| (i as u64 ^ seed) % 5 == 0).map(path).collect();
+        let exclude: HashSet<String> = (0..n).filter(|&i| (i as u64 ^ seed).is_multiple_of(5)).map(path).collect();
         let algorithm = if popular { Algorithm::Popularity } else { Algorithm::Auto };
         let layers = plan(algorithm, &g, &exclude, limit);
         prop_assert!(layers.len() <= limit.max(1));

@@ -167,11 +167,11 @@ mod tests {
 
     #[test]
     fn record_length_counts_itself() {
-        assert_eq!(pax_record(b"path", b"x"), b"11 path=x\n");
+        assert_eq!(pax_record(b"path", b"x"), b"9 path=x\n");
         let long = vec![b'a'; 95];
         let rec = pax_record(b"path", &long);
-        assert_eq!(rec.len(), 104);
-        assert!(rec.starts_with(b"104 path="));
+        assert_eq!(rec.len(), 105);
+        assert!(rec.starts_with(b"105 path="));
     }
 
     #[test]

@@ -43,11 +43,14 @@ pub fn fixture(attr: &str) -> PathBuf {
         return p.clone();
     }
     let file = root().join("tests/nix/fixtures.nix");
-    let path = stdout(
-        Command::new("nix-build")
-            .arg(&file)
-            .args(["-A", attr, "--no-out-link", "--option", "substituters", ""]),
-    );
+    let path = stdout(Command::new("nix-build").arg(&file).args([
+        "-A",
+        attr,
+        "--no-out-link",
+        "--option",
+        "substituters",
+        "",
+    ]));
     let path = PathBuf::from(path.trim());
     cache.insert(attr.to_string(), path.clone());
     path
