@@ -11,8 +11,8 @@ bin=$PWD/target/release/stevedore
 work=${STEVEDORE_EXAMPLE_DIR:-$PWD/example-output}
 rm -rf "$work" && mkdir -p "$work/root/bin"
 
-hello=$(nix-build examples/hello.nix -A hello --no-out-link --option substituters "")
-graph=$(nix-build examples/hello.nix -A graph --no-out-link --option substituters "")
+hello=$(nix-build examples/hello.nix -A hello --no-out-link --option substituters "" --option sandbox true --option extra-sandbox-paths "/usr /lib /lib64 /bin")
+graph=$(nix-build examples/hello.nix -A graph --no-out-link --option substituters "" --option sandbox true --option extra-sandbox-paths "/usr /lib /lib64 /bin")
 ln -s "$hello/bin/hello" "$work/root/bin/hello"
 "$bin" customisation-layer "$work/root" -o "$work/customisation"
 "$bin" plan "$graph" --limit 99 > "$work/layers.json"

@@ -86,6 +86,9 @@ enum Command {
         output: PathBuf,
         paths: Vec<PathBuf>,
     },
+    /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
+    #[command(hide = true)]
+    NixConf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,10 +185,9 @@ fn run(cli: Cli) -> Result<()> {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(315_532_800),
             };
-            let faked = match fakeroot_state {
-                Some(f) => gnu::read_fakeroot_state(&f)?,
-                None => Default::default(),
-            };
+            let faked = fakeroot_state
+                .map(|f| gnu::read_fakeroot_state(&f))
+                .transpose()?;
             let opts = gnu::GnuOptions {
                 mtime,
                 owner,
@@ -195,6 +197,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             customisation_layer(&dir, &output, &opts)
         }
+        Command::NixConf => stevedore::derivation::conf::run(),
         Command::SymlinkJoin { output, paths } => {
             let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
             stevedore::contents::symlink_join(&output, &refs)

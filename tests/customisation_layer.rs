@@ -102,7 +102,11 @@ fn mtime_comes_from_source_date_epoch() {
         .args(["--owner", "0", "--group", "0"]));
     let theirs = tmp.path().join("gnu.tar");
     // GNU tar takes the last --mtime given.
-    gnu_tar(&tree, &theirs, &["--mtime=@1700000000", "--owner=0", "--group=0"]);
+    gnu_tar(
+        &tree,
+        &theirs,
+        &["--mtime=@1700000000", "--owner=0", "--group=0"],
+    );
     assert!(std::fs::read(&theirs).unwrap() == std::fs::read(ours.join("layer.tar")).unwrap());
 }
 
@@ -153,6 +157,11 @@ fn fakeroot_state_file_gives_the_same_layer() {
             "/usr/bin/chown 12345:54321 {t}/srv/data && /usr/bin/chmod 600 {t}/srv/data",
             t = tree.display()
         )));
+    // Files fakeroot has no record of are root's, whoever owns them really.
+    std::fs::write(tree.join("untracked"), "y").unwrap();
+    run(Command::new("chown")
+        .arg("4242:4343")
+        .arg(tree.join("untracked")));
     let ours = tmp.path().join("ours");
     run(stevedore()
         .arg("customisation-layer")
@@ -171,6 +180,11 @@ fn fakeroot_state_file_gives_the_same_layer() {
             .arg(&theirs),
     );
     assert!(listing.contains("-rw------- 12345/54321"), "{listing}");
+    assert!(
+        listing.contains(" 0/0 ") && listing.contains("./untracked"),
+        "{listing}"
+    );
+    assert!(!listing.contains("4242"), "{listing}");
 }
 
 #[test]

@@ -7,20 +7,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-fn unpack(archive: &Path, dir: &Path) -> std::path::PathBuf {
-    let oci = dir.join("oci");
-    run(Command::new("skopeo")
-        .args(["--insecure-policy", "copy"])
-        .arg(format!("docker-archive:{}", archive.display()))
-        .arg(format!("oci:{}:test", oci.display())));
-    let bundle = dir.join("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:test", oci.display()))
-        .arg(&bundle));
-    bundle.join("rootfs")
-}
-
 /// Asserts that `copy` mirrors `original`: same kind, permissions, bytes and link targets.
 fn assert_same_tree(original: &Path, copy: &Path) {
     let a = std::fs::symlink_metadata(original).unwrap();

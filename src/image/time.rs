@@ -28,6 +28,16 @@ impl Time {
         }
     }
 
+    /// The UTC time `secs` seconds after the epoch.
+    pub fn from_timestamp(secs: i64) -> Time {
+        let micros = secs * 1_000_000;
+        Time {
+            days: micros.div_euclid(MICROS_PER_DAY),
+            micros_of_day: micros.rem_euclid(MICROS_PER_DAY),
+            offset: Some(0),
+        }
+    }
+
     /// `"now"` gives `now`; anything else is parsed as `datetime.fromisoformat` does.
     pub fn parse_or_now(text: &str, now: Time) -> Result<Time> {
         if text == "now" {

@@ -3,6 +3,7 @@
 
 pub mod auto;
 pub mod cpython_set;
+pub mod pipeline;
 pub mod popularity;
 
 use crate::store::Graph;

@@ -34,8 +34,9 @@ pub struct GnuOptions {
     pub owner: Option<u64>,
     /// `--group=N`.
     pub group: Option<u64>,
-    /// Ownership recorded by fakeroot, by (device, inode).
-    pub faked: HashMap<(u64, u64), Faked>,
+    /// Ownership recorded by fakeroot, by (device, inode); `None` when not faking.
+    /// Under fakeroot, a file it has no record of is owned by root.
+    pub faked: Option<HashMap<(u64, u64), Faked>>,
     /// `--exclude=NAME` patterns, matched against whole member names (e.g. `./proc`).
     pub exclude: Vec<Vec<u8>>,
 }
@@ -138,7 +139,16 @@ fn item(
     meta: &std::fs::Metadata,
     opts: &GnuOptions,
 ) -> Result<Option<Item>> {
-    let faked = opts.faked.get(&(meta.dev(), meta.ino())).copied();
+    let root = Faked {
+        mode: meta.mode(),
+        uid: 0,
+        gid: 0,
+        rdev: meta.rdev(),
+    };
+    let faked = opts
+        .faked
+        .as_ref()
+        .map(|f| f.get(&(meta.dev(), meta.ino())).copied().unwrap_or(root));
     let st_mode = faked.map_or(meta.mode(), |f| f.mode);
     let rdev = faked.map_or(meta.rdev(), |f| f.rdev);
     let ft = meta.file_type();

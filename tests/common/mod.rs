@@ -34,6 +34,21 @@ pub fn stdout(cmd: &mut Command) -> String {
     String::from_utf8(run(cmd).stdout).expect("utf-8 output")
 }
 
+/// Options for every nix-build of the tests: no binary cache (there is no network), and
+/// the sandbox with the host tools the fixtures use. Builds run sandboxed as nixpkgs'
+/// do; unsandboxed, Nix 2.8 sometimes kills very short builders (NixOS/nix#2176).
+pub const NIX_OPTIONS: [&str; 9] = [
+    "--option",
+    "substituters",
+    "",
+    "--option",
+    "sandbox",
+    "true",
+    "--option",
+    "extra-sandbox-paths",
+    "/usr /lib /lib64 /bin",
+];
+
 /// The store path of a fixture attribute of tests/nix/fixtures.nix, built with nix-build.
 pub fn fixture(attr: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
@@ -104,4 +119,20 @@ pub fn expected(case: &str) -> serde_json::Value {
 pub fn stream_to(conf: &Path, out: &Path) {
     let bytes = run(stevedore().arg("stream-layered").arg(conf)).stdout;
     std::fs::write(out, bytes).unwrap();
+}
+
+/// Unpacks a docker archive into `dir/bundle/rootfs` with skopeo and umoci.
+pub fn unpack(archive: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let oci = dir.join("oci");
+    run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--quiet"])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("oci:{}:test", oci.display())));
+    let bundle = dir.join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:test", oci.display()))
+        .arg(&bundle));
+    bundle.join("rootfs")
 }

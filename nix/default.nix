@@ -1,0 +1,213 @@
+# stevedore's dockerTools: nixpkgs' layered-image builders with the same arguments,
+# defaults and results, built by the stevedore helper. Written with Nix builtins only
+# (no nixpkgs lib, no runCommand), so it evaluates fast and without nixpkgs.
+#
+# Each package argument is a derivation or store path with a bin/ directory.
+# hostPaths: directories outside the store that the tools need at run time (only for
+# tools taken from the host, as the tests do); they are bound into the fakechroot and
+# left out of its layer.
+{
+  stevedore,
+  bash,
+  coreutils,
+  fakeroot ? null,
+  proot ? null,
+  system ? builtins.currentSystem,
+  storeDir ? builtins.storeDir,
+  hostPaths ? [ ],
+}:
+let
+  inherit (builtins)
+    attrNames
+    baseNameOf
+    concatStringsSep
+    filter
+    isFunction
+    isList
+    removeAttrs
+    replaceStrings
+    substring
+    toJSON
+    unsafeDiscardStringContext
+    ;
+
+  helper = "${stevedore}/bin/stevedore";
+  toolPath = concatStringsSep ":" (
+    map (p: "${p}/bin") (filter (p: p != null) [ stevedore coreutils bash fakeroot proot ])
+  );
+
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = replaceStrings upper lower;
+
+  # go.GOARCH / GOARM of the host platform, as nixpkgs' defaultArchitecture/defaultVariant.
+  goArch = {
+    x86_64-linux = "amd64";
+    aarch64-linux = "arm64";
+    i686-linux = "386";
+    armv7l-linux = "arm";
+    armv6l-linux = "arm";
+    armv5tel-linux = "arm";
+    riscv64-linux = "riscv64";
+    powerpc64le-linux = "ppc64le";
+    s390x-linux = "s390x";
+    x86_64-darwin = "amd64";
+    aarch64-darwin = "arm64";
+  };
+  defaultArchitecture = goArch.${system} or (throw "stevedore: no Go architecture known for ${system}");
+  defaultVariant =
+    {
+      armv7l-linux = "v7";
+      armv6l-linux = "v6";
+      armv5tel-linux = "v5";
+    }
+    .${system} or "";
+
+  compressors = {
+    none = "";
+    gz = ".gz";
+    zstd = ".zst";
+  };
+  compressorExt =
+    name: compressor:
+    compressors.${compressor}
+      or (throw "in docker image ${name}: compressor must be one of: [${concatStringsSep " " (attrNames compressors)}]");
+
+  # lib.makeOverridable: the result gains .override (attrs, or a function of the old args).
+  makeOverridable =
+    f: args:
+    f args
+    // {
+      override = newArgs: makeOverridable f (args // (if isFunction newArgs then newArgs args else newArgs));
+    };
+
+  # A derivation plus nixpkgs-style passthru (on the result and under .passthru) and meta.
+  finish =
+    drv: passthru: meta:
+    drv // passthru // { inherit passthru meta; };
+
+  run =
+    name: script: extra:
+    derivation (
+      {
+        inherit name system;
+        builder = "${bash}/bin/bash";
+        args = [ "-euc" script ];
+        PATH = toolPath;
+      }
+      // extra
+    );
+
+  streamLayeredImage = makeOverridable (
+    {
+      name,
+      tag ? null,
+      fromImage ? null,
+      contents ? [ ],
+      config ? { },
+      architecture ? defaultArchitecture,
+      variant ? defaultVariant,
+      created ? "1970-01-01T00:00:01Z",
+      mtime ? "1970-01-01T00:00:01Z",
+      uid ? 0,
+      gid ? 0,
+      uname ? "root",
+      gname ? "root",
+      maxLayers ? 100,
+      extraCommands ? "",
+      fakeRootCommands ? "",
+      enableFakechroot ? false,
+      includeStorePaths ? true,
+      includeNixDB ? false,
+      passthru ? { },
+      meta ? { },
+      layeringPipeline ? null,
+      debug ? false,
+    }:
+    assert
+      layeringPipeline == null && !(maxLayers > 1)
+      -> throw "the maxLayers argument of dockerTools.buildLayeredImage function must be greather than 1 (current value: ${toString maxLayers})";
+    assert enableFakechroot -> proot != null || throw "stevedore: enableFakechroot needs proot";
+    assert fakeRootCommands != "" -> fakeroot != null || throw "stevedore: fakeRootCommands needs fakeroot";
+    assert includeNixDB -> throw "stevedore: includeNixDB is not supported yet";
+    let
+      baseName = baseNameOf name;
+      contentsList = if isList contents then contents else [ contents ];
+
+      baseJson = run "${baseName}-base.json" ''cp "$jsonPath" "$out"'' {
+        json = toJSON {
+          inherit config architecture variant;
+          os = "linux";
+        };
+        passAsFile = [ "json" ];
+      };
+
+      customisationLayer = derivation {
+        name = "${baseName}-customisation-layer";
+        inherit system storeDir extraCommands fakeRootCommands enableFakechroot hostPaths;
+        builder = "${bash}/bin/bash";
+        args = [ ./customisation-layer.sh ];
+        __structuredAttrs = true;
+        PATH = toolPath;
+        contents = contentsList;
+        useFakeroot = fakeroot != null;
+      };
+
+      closureRoots = if includeStorePaths then [ baseJson customisationLayer ] else [ ];
+
+      conf = derivation {
+        name = "${baseName}-conf.json";
+        inherit system storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
+        inherit created mtime baseJson customisationLayer debug;
+        builder = "${bash}/bin/bash";
+        args = [ "-c" "${helper} nix-conf" ];
+        PATH = toolPath;
+        __structuredAttrs = true;
+        exportReferencesGraph.graph = closureRoots;
+        excludePaths = [ baseJson customisationLayer ];
+        imageName = toLower name;
+        preferLocalBuild = true;
+      };
+
+      imageTag =
+        if tag != null then tag else substring 0 32 (baseNameOf (unsafeDiscardStringContext conf.outPath));
+
+      streamScript = helper;
+      stream = run "stream-${baseName}" ''
+        printf '#!%s\nexec %s stream-layered %s "$@"\n' ${bash}/bin/bash ${helper} ${conf} > "$out"
+        chmod +x "$out"
+      '' { preferLocalBuild = true; };
+    in
+    finish (stream // { imageName = toLower name; inherit conf streamScript; }) (
+      passthru
+      // {
+        inherit imageTag conf streamScript;
+        isExe = true;
+      }
+    ) meta
+  );
+
+  buildLayeredImage = makeOverridable (
+    {
+      name,
+      compressor ? "gz",
+      meta ? { },
+      ...
+    }@args:
+    let
+      stream = streamLayeredImage (removeAttrs args [ "compressor" "meta" ]);
+      ext = compressorExt name compressor;
+      image = run "${baseNameOf name}.tar${ext}" ''
+        stevedore build-layered ${stream.conf} --compressor ${compressor} -o "$out"
+      '' { };
+    in
+    finish (image // { inherit (stream) imageName; }) {
+      inherit (stream) imageTag;
+      inherit stream;
+    } meta
+  );
+in
+{
+  inherit streamLayeredImage buildLayeredImage;
+  buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
+}

@@ -1,0 +1,5 @@
+//! The steps stevedore runs as the builder of `nix/default.nix`'s derivations: each
+//! reads the derivation's structured attributes (`.attrs.json`) and writes its outputs.
+
+pub mod attrs;
+pub mod conf;

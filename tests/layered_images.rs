@@ -1,0 +1,428 @@
+//! nixpkgs' layered-image tests (nixos/tests/docker-tools.nix), ported: images built by
+//! nix/default.nix under real Nix, checked with skopeo, unpacked with umoci and run
+//! with chroot using the image's Entrypoint/Cmd, Env, User and WorkingDir.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One Nix command at a time: concurrent builds of shared inputs were seen killed.
+static NIX: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+fn nix_args(cmd: &mut Command) -> &mut Command {
+    cmd.arg(root().join("tests/nix/images.nix"))
+        .args(["--arg", "stevedoreBin"])
+        .arg(format!("\"{}\"", env!("CARGO_BIN_EXE_stevedore")))
+        .args(NIX_OPTIONS)
+}
+
+/// Builds an attribute of tests/nix/images.nix. The first call builds them all at once
+/// (Nix runs the builds in parallel); concurrent nix-build runs are avoided.
+fn build(attr: &str) -> PathBuf {
+    let mut all_built = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    if !*all_built {
+        // Failures show up again, with their logs, when the attribute is built below.
+        let _ = nix_args(&mut Command::new("nix-build"))
+            .args(["--no-out-link", "-j", "4", "--keep-going"])
+            .output();
+        *all_built = true;
+    }
+    let out = stdout(nix_args(&mut Command::new("nix-build")).args(["-A", attr, "--no-out-link"]));
+    PathBuf::from(out.trim())
+}
+
+/// Evaluates `attr` of tests/nix/images.nix to a string.
+fn eval(attr: &str) -> String {
+    let _nix = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    let out = stdout(nix_args(&mut Command::new("nix-instantiate")).args(["--eval", "-A", attr]));
+    serde_json::from_str(out.trim()).expect("a Nix string")
+}
+
+/// An uncompressed docker archive of the image `attr` (running it if it is a stream script).
+fn archive(attr: &str, dir: &Path) -> PathBuf {
+    let built = build(attr);
+    let tar = dir.join(format!("{attr}.tar"));
+    let bytes = if std::fs::metadata(&built).unwrap().permissions().mode() & 0o111 != 0 {
+        run(&mut Command::new(&built)).stdout
+    } else {
+        let head = std::fs::read(&built).unwrap();
+        match head.get(..4) {
+            Some([0x1f, 0x8b, ..]) => run(Command::new("gzip").arg("-dc").arg(&built)).stdout,
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => {
+                run(Command::new("zstd").arg("-dc").arg(&built)).stdout
+            }
+            _ => head,
+        }
+    };
+    std::fs::write(&tar, bytes).unwrap();
+    run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", tar.display())));
+    tar
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+fn manifest(tar: &Path) -> Value {
+    serde_json::from_slice(&tar_member(tar, "manifest.json")).unwrap()
+}
+
+fn config(tar: &Path) -> Value {
+    let name = manifest(tar)[0]["Config"].as_str().unwrap().to_string();
+    serde_json::from_slice(&tar_member(tar, &name)).unwrap()
+}
+
+/// Runs the image's command in its unpacked rootfs, as `docker run` would; returns stdout.
+fn run_image(tar: &Path, dir: &Path) -> String {
+    let rootfs = unpack(tar, dir);
+    let c = &config(tar)["config"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let argv: Vec<String> = strings(&c["Entrypoint"])
+        .into_iter()
+        .chain(strings(&c["Cmd"]))
+        .collect();
+    let env = strings(&c["Env"]);
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .to_string();
+    let program = if argv[0].contains('/') {
+        argv[0].clone()
+    } else {
+        path.split(':')
+            .map(|d| format!("{d}/{}", argv[0]))
+            .find(|p| rootfs.join(&p[1..]).exists())
+            .expect("command on PATH")
+    };
+    let (uid, gid) = match c["User"].as_str().unwrap_or("") {
+        "" => (0, 0),
+        user => {
+            let (u, g) = user.split_once(':').unwrap_or((user, user));
+            (u.parse::<u32>().unwrap(), g.parse::<u32>().unwrap())
+        }
+    };
+    let workdir = c["WorkingDir"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/")
+        .to_string();
+    let mut cmd = Command::new(&program);
+    cmd.args(&argv[1..]).env_clear();
+    for e in &env {
+        let (k, v) = e.split_once('=').unwrap();
+        cmd.env(k, v);
+    }
+    let root_c = std::ffi::CString::new(rootfs.to_str().unwrap()).unwrap();
+    let work_c = std::ffi::CString::new(workdir).unwrap();
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |r: i32| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::chroot(root_c.as_ptr()))?;
+            check(libc::chdir(work_c.as_ptr()))?;
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(gid))?;
+            check(libc::setuid(uid))
+        });
+    }
+    stdout(&mut cmd)
+}
+
+#[test]
+fn layered_image_runs_and_has_extra_commands_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("layered-image", dir.path());
+    assert_eq!(
+        run_image(&tar, dir.path()),
+        "Hello, world!\nThis is an example file from extraCommands\n"
+    );
+}
+
+#[test]
+fn include_store_paths_false_has_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("no-store-paths", dir.path());
+    let rootfs = unpack(&tar, dir.path());
+    assert!(!rootfs.join("nix/store").exists());
+    assert!(std::fs::symlink_metadata(rootfs.join("bin/hello"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 1);
+    assert_eq!(run_image(&tar, &dir.path().join("run")), "no store\n");
+}
+
+#[test]
+fn image_tag_attribute_is_the_loaded_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (attr, name) in [
+        ("no-tag-layered", "bash-no-tag-layered"),
+        ("no-tag-stream", "bash-no-tag-stream-layered"),
+    ] {
+        let tag = eval(&format!("{attr}.imageTag"));
+        assert_eq!(tag.len(), 32, "{tag}");
+        let tar = archive(attr, dir.path());
+        assert_eq!(
+            manifest(&tar)[0]["RepoTags"],
+            serde_json::json!([format!("{name}:{tag}")])
+        );
+        assert_eq!(eval(&format!("{attr}.imageName")), name);
+    }
+}
+
+#[test]
+fn every_compressor_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = Vec::new();
+    for attr in ["uncompressed", "gz", "zstd"] {
+        let tar = archive(attr, dir.path());
+        configs.push(config(&tar)["rootfs"].clone());
+        assert_eq!(run_image(&tar, &dir.path().join(attr)), "Hello, world!\n");
+    }
+    assert!(configs.windows(2).all(|w| w[0] == w[1]));
+    let _nix = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    let bad = Command::new("nix-instantiate")
+        .arg("--eval")
+        .args(["-E", &format!("((import {}/tests/nix/tools.nix {{ stevedoreBin = \"/dev/null\"; }}).dockerTools.buildLayeredImage {{ name = \"bad\"; compressor = \"xz\"; }}).drvPath", root().display())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success()
+            && err.contains("in docker image bad: compressor must be one of: [gz none zstd]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nix_store_is_755_for_a_non_root_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("with-user", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "755\n755\n1000\n");
+}
+
+#[test]
+fn store_symlinks_stay_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("store-symlink", dir.path());
+    let hello = build("hello");
+    assert_eq!(
+        run_image(&tar, dir.path()),
+        format!("{}/bin\n", hello.display())
+    );
+}
+
+#[test]
+fn created_now_is_not_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("unstable-date", dir.path());
+    let created = config(&tar)["created"].as_str().unwrap().to_string();
+    assert!(!created.starts_with("1970-01-01T00:00:01"), "{created}");
+    let stable = archive("layered-image", dir.path());
+    assert_eq!(config(&stable)["created"], "1970-01-01T00:00:01+00:00");
+}
+
+#[test]
+fn overlapping_closures_share_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = config(&archive("layered-image", dir.path()))["rootfs"]["diff_ids"].clone();
+    let b = config(&archive("another-layered-image", dir.path()))["rootfs"]["diff_ids"].clone();
+    let shared = a
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| b.as_array().unwrap().contains(d))
+        .count();
+    assert!(shared >= 2, "{a} {b}");
+}
+
+#[test]
+fn env_from_base_keeps_one_last_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("env-layered", dir.path());
+    let env = config(&tar)["config"]["Env"].clone();
+    let last: Vec<&Value> = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_str().unwrap().starts_with("LAST_LAYER="))
+        .collect();
+    assert_eq!(last, [&serde_json::json!("LAST_LAYER=child")]);
+    let out = run_image(&tar, dir.path());
+    assert!(
+        out.contains("FROM_PARENT=true\n")
+            && out.contains("FROM_CHILD=true\n")
+            && out.contains("LAST_LAYER=child\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn max_layers_two_and_bulk_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("twoLayered", dir.path());
+    assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 2);
+    let bulk = archive("bulk-layer", dir.path());
+    assert_eq!(manifest(&bulk)[0]["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(run_image(&bulk, dir.path()), "Hello, world!\n");
+    let rootfs = dir.path().join("bundle/rootfs");
+    for p in ["hello", "greeter", "busybox"] {
+        assert!(
+            std::fs::read_dir(rootfs.join("nix/store"))
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().contains(p)),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn layered_on_two_layer_base_has_four_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("layered-bulk-layer", dir.path());
+    assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 4);
+    assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
+}
+
+#[test]
+fn registry_prefixed_names_load_lower_cased() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("prefixed", dir.path());
+    assert_eq!(
+        manifest(&tar)[0]["RepoTags"],
+        serde_json::json!(["registry-1.docker.io/image:latest"])
+    );
+    assert!(build("prefixed")
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("-Image.tar.gz"));
+}
+
+#[test]
+fn fake_root_commands_chown_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("fake-root", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "1000\nHello, world!\n");
+}
+
+#[test]
+fn bare_paths_in_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("with-path", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "hello from test-dummy\n");
+}
+
+#[test]
+fn architecture_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("with-architecture", dir.path());
+    assert_eq!(config(&tar)["architecture"], "arm64");
+}
+
+#[test]
+fn non_root_owner_user_and_workdir() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("non-root", dir.path());
+    assert_eq!(
+        run_image(&tar, dir.path()),
+        "/tmp-work\n1000:1000\nenv-ok\n"
+    );
+}
+
+#[test]
+fn fakechroot_resolves_absolute_paths_in_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("fakechroot", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
+    let rootfs = dir.path().join("bundle/rootfs");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(rootfs.join("opt")).unwrap().uid(), 1000);
+    assert!(!rootfs.join("usr").exists() && !rootfs.join("proc").exists());
+}
+
+#[test]
+fn images_equal_what_stevedore_writes_from_their_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    for attr in ["layered-image", "env-layered", "non-root", "fake-root"] {
+        let image = archive(attr, dir.path());
+        let conf = build(&format!("{attr}.stream.conf"));
+        let streamed = dir.path().join(format!("{attr}-streamed.tar"));
+        std::fs::write(
+            &streamed,
+            run(stevedore().arg("stream-layered").arg(&conf)).stdout,
+        )
+        .unwrap();
+        let file = dir.path().join(format!("{attr}-file.tar"));
+        run(stevedore()
+            .arg("build-layered")
+            .arg(&conf)
+            .arg("-o")
+            .arg(&file));
+        for other in [&streamed, &file] {
+            assert_eq!(
+                manifest(other)[0]["Config"],
+                manifest(&image)[0]["Config"],
+                "{attr}"
+            );
+            assert_eq!(config(other)["rootfs"], config(&image)["rootfs"], "{attr}");
+        }
+        assert_eq!(sha256sum(&streamed), sha256sum(&file));
+    }
+    let script = archive("stream-layered", dir.path());
+    let conf = build("stream-layered.conf");
+    let direct = run(stevedore().arg("stream-layered").arg(&conf)).stdout;
+    assert!(std::fs::read(&script).unwrap() == direct);
+}
+
+#[test]
+fn unsandboxed_builds_give_identical_bytes() {
+    build("layered-image");
+    let attrs = [
+        "layered-image.stream.conf.customisationLayer",
+        "fake-root.stream.conf.customisationLayer",
+        "fakechroot.stream.conf.customisationLayer",
+        "non-root.stream.conf",
+    ];
+    let _nix = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    for attr in attrs {
+        // Rebuild outside the sandbox and compare with the sandboxed result. Nix 2.8
+        // sometimes kills very short unsandboxed builders (NixOS/nix#2176): retry those.
+        for attempt in 1.. {
+            let out = nix_args(&mut Command::new("nix-build"))
+                .args([
+                    "-A",
+                    attr,
+                    "--no-out-link",
+                    "--check",
+                    "--option",
+                    "sandbox",
+                    "false",
+                ])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                err.contains("signal 9 (Killed)") && attempt < 5,
+                "{attr}: {err}"
+            );
+        }
+    }
+}

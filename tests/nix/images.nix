@@ -1,0 +1,204 @@
+# Test images: the layered cases of nixpkgs' nixos/tests/docker-tools.nix, written
+# against stevedore's dockerTools. Each attribute is an image (a tarball, or a stream
+# script for the stream* ones); tests/layered_images.rs builds and runs them.
+{ stevedoreBin }:
+let
+  inherit (import ./tools.nix { inherit stevedoreBin; }) dockerTools busybox;
+  system = builtins.currentSystem;
+  sh = "${busybox}/bin/sh";
+  mk = name: script: derivation {
+    inherit name system;
+    builder = "/bin/sh";
+    PATH = "/usr/bin:/bin";
+    args = [ "-c" script ];
+  };
+  hello = mk "hello-2.12" ''
+    mkdir -p $out/bin
+    printf '#!${sh}\necho "Hello, world!"\n' > $out/bin/hello
+    chmod +x $out/bin/hello
+  '';
+  greeter = mk "greeter" ''
+    mkdir -p $out/bin
+    printf '#!${sh}\necho "greetings from $GREETING"\n' > $out/bin/greet
+    chmod +x $out/bin/greet
+  '';
+  storeSymlink = mk "store-symlink" "ln -s ${hello}/bin $out";
+  root = mk "root-env" ''
+    mkdir -p $out/bin
+    ln -s ${hello}/bin/hello $out/bin/hello
+    for a in sh echo cat ls stat readlink id env test; do ln -s ${busybox}/bin/$a $out/bin/$a; done
+  '';
+  twoLayered = dockerTools.buildLayeredImage {
+    name = "two-layered-image";
+    tag = "latest";
+    contents = [ root ];
+    config.Cmd = [ "/bin/hello" ];
+    maxLayers = 2;
+  };
+  parentLayered = dockerTools.buildLayeredImage {
+    name = "parent";
+    tag = "latest";
+    contents = [ root ];
+    config.Env = [ "FROM_PARENT=true" "LAST_LAYER=parent" ];
+  };
+in
+rec {
+  inherit hello root busybox storeSymlink;
+
+  layered-image = dockerTools.buildLayeredImage {
+    name = "layered-image";
+    tag = "latest";
+    contents = [ root ];
+    config.Cmd = [ "/bin/sh" "-c" "hello; cat /example-output" ];
+    extraCommands = ''
+      echo "This is an example file from extraCommands" > example-output
+      mkdir -p tmp
+    '';
+  };
+
+  another-layered-image = dockerTools.buildLayeredImage {
+    name = "another-layered-image";
+    tag = "latest";
+    contents = [ root greeter ];
+    config.Cmd = [ "/bin/greet" ];
+    config.Env = [ "GREETING=another" ];
+  };
+
+  no-tag-layered = dockerTools.buildLayeredImage { name = "bash-no-tag-layered"; contents = [ root ]; };
+  no-tag-stream = dockerTools.streamLayeredImage { name = "bash-no-tag-stream-layered"; contents = [ root ]; };
+
+  uncompressed = dockerTools.buildLayeredImage { name = "uncompressed"; tag = "x"; compressor = "none"; contents = [ root ]; config.Cmd = [ "/bin/hello" ]; };
+  zstd = dockerTools.buildLayeredImage { name = "zstd"; tag = "x"; compressor = "zstd"; contents = [ root ]; config.Cmd = [ "/bin/hello" ]; };
+  gz = dockerTools.buildLayeredImage { name = "gz"; tag = "x"; compressor = "gz"; contents = [ root ]; config.Cmd = [ "/bin/hello" ]; };
+
+  no-store-paths = dockerTools.buildLayeredImage {
+    name = "no-store-paths";
+    tag = "latest";
+    includeStorePaths = false;
+    contents = [ root ];
+    extraCommands = ''
+      mkdir -p bin-real
+      cp ${busybox}/bin/busybox bin-real/busybox
+    '';
+    config.Cmd = [ "/bin-real/busybox" "echo" "no store" ];
+  };
+
+  with-user = dockerTools.buildLayeredImage {
+    name = "bash-layered-with-user";
+    tag = "latest";
+    contents = [ root ];
+    config.User = "1000:1000";
+    config.Cmd = [ "/bin/sh" "-c" "stat -c %a /nix; stat -c %a /nix/store; id -u" ];
+  };
+
+  store-symlink = dockerTools.buildLayeredImage {
+    name = "layered-store-symlink";
+    tag = "latest";
+    contents = [ root ];
+    config.Cmd = [ "/bin/sh" "-c" "test -L ${storeSymlink} && readlink ${storeSymlink}" ];
+    extraCommands = "ln -s ${storeSymlink} store-symlink";
+  };
+
+  unstable-date = dockerTools.buildLayeredImage {
+    name = "unstable-date-layered";
+    tag = "latest";
+    created = "now";
+    contents = [ root ];
+  };
+
+  inherit twoLayered;
+
+  bulk-layer = dockerTools.buildLayeredImage {
+    name = "bulk-layer";
+    tag = "latest";
+    contents = [ root hello greeter busybox ];
+    config.Cmd = [ "/bin/hello" ];
+    maxLayers = 2;
+  };
+
+  layered-bulk-layer = dockerTools.buildLayeredImage {
+    name = "layered-bulk-layer";
+    tag = "latest";
+    fromImage = twoLayered;
+    contents = [ greeter ];
+    config.Cmd = [ "/bin/hello" ];
+    maxLayers = 4;
+  };
+
+  env-layered = dockerTools.buildLayeredImage {
+    name = "environment-variables-layered";
+    tag = "latest";
+    fromImage = parentLayered;
+    contents = [ root ];
+    config.Env = [ "FROM_CHILD=true" "LAST_LAYER=child" ];
+    config.Cmd = [ "/bin/env" ];
+  };
+
+  prefixed = dockerTools.buildLayeredImage {
+    name = "registry-1.docker.io/Image";
+    tag = "latest";
+    contents = [ root ];
+    config.Cmd = [ "/bin/hello" ];
+  };
+
+  fake-root = dockerTools.buildLayeredImage {
+    name = "layered-image-with-fake-root-commands";
+    tag = "latest";
+    contents = [ root ];
+    fakeRootCommands = ''
+      mkdir -p ./home/alice
+      chown 1000 ./home/alice
+      ln -s ${hello} ./hello
+    '';
+    config.Cmd = [ "/bin/sh" "-c" "stat -c %u /home/alice; /hello/bin/hello" ];
+  };
+
+  with-path = dockerTools.buildLayeredImage {
+    name = "layered-image-with-path";
+    tag = "latest";
+    contents = [ root ./test-dummy ];
+    config.Cmd = [ "/bin/cat" "/hello.txt" ];
+  };
+
+  with-architecture = dockerTools.buildLayeredImage {
+    name = "layered-image-with-architecture";
+    tag = "latest";
+    architecture = "arm64";
+    contents = [ root ];
+  };
+
+  non-root = dockerTools.buildLayeredImage {
+    name = "non-root";
+    tag = "latest";
+    uid = 1000;
+    gid = 1000;
+    uname = "user";
+    gname = "user";
+    contents = [ root ];
+    config.User = "1000:1000";
+    config.WorkingDir = "/tmp-work";
+    extraCommands = "mkdir -m 777 tmp-work";
+    config.Cmd = [ "/bin/sh" "-c" "pwd; stat -c %u:%g ${hello}/bin/hello; echo $HOME_NOTE" ];
+    config.Env = [ "HOME_NOTE=env-ok" ];
+  };
+
+  fakechroot = dockerTools.buildLayeredImage {
+    name = "image-via-fakechroot";
+    tag = "latest";
+    contents = [ root ];
+    enableFakechroot = true;
+    fakeRootCommands = ''
+      mkdir -p /opt
+      ln -s ${hello}/bin/hello /opt/hello
+      chown 1000 /opt
+    '';
+    config.Cmd = [ "/opt/hello" ];
+  };
+
+  stream-layered = dockerTools.streamLayeredImage {
+    name = "stream-layered";
+    tag = "latest";
+    contents = [ root ];
+    config.Cmd = [ "/bin/hello" ];
+  };
+}
