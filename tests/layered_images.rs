@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -65,82 +64,6 @@ fn archive(attr: &str, dir: &Path) -> PathBuf {
 }
 
 use std::os::unix::fs::PermissionsExt;
-
-fn manifest(tar: &Path) -> Value {
-    serde_json::from_slice(&tar_member(tar, "manifest.json")).unwrap()
-}
-
-fn config(tar: &Path) -> Value {
-    let name = manifest(tar)[0]["Config"].as_str().unwrap().to_string();
-    serde_json::from_slice(&tar_member(tar, &name)).unwrap()
-}
-
-/// Runs the image's command in its unpacked rootfs, as `docker run` would; returns stdout.
-fn run_image(tar: &Path, dir: &Path) -> String {
-    let rootfs = unpack(tar, dir);
-    let c = &config(tar)["config"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
-    };
-    let argv: Vec<String> = strings(&c["Entrypoint"])
-        .into_iter()
-        .chain(strings(&c["Cmd"]))
-        .collect();
-    let env = strings(&c["Env"]);
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .to_string();
-    let program = if argv[0].contains('/') {
-        argv[0].clone()
-    } else {
-        path.split(':')
-            .map(|d| format!("{d}/{}", argv[0]))
-            .find(|p| rootfs.join(&p[1..]).exists())
-            .expect("command on PATH")
-    };
-    let (uid, gid) = match c["User"].as_str().unwrap_or("") {
-        "" => (0, 0),
-        user => {
-            let (u, g) = user.split_once(':').unwrap_or((user, user));
-            (u.parse::<u32>().unwrap(), g.parse::<u32>().unwrap())
-        }
-    };
-    let workdir = c["WorkingDir"]
-        .as_str()
-        .filter(|w| !w.is_empty())
-        .unwrap_or("/")
-        .to_string();
-    let mut cmd = Command::new(&program);
-    cmd.args(&argv[1..]).env_clear();
-    for e in &env {
-        let (k, v) = e.split_once('=').unwrap();
-        cmd.env(k, v);
-    }
-    let root_c = std::ffi::CString::new(rootfs.to_str().unwrap()).unwrap();
-    let work_c = std::ffi::CString::new(workdir).unwrap();
-    // SAFETY: only async-signal-safe libc calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let check = |r: i32| {
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
-            check(libc::chroot(root_c.as_ptr()))?;
-            check(libc::chdir(work_c.as_ptr()))?;
-            check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setgid(gid))?;
-            check(libc::setuid(uid))
-        });
-    }
-    stdout(&mut cmd)
-}
 
 #[test]
 fn layered_image_runs_and_has_extra_commands_output() {
