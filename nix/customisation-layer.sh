@@ -13,6 +13,12 @@ export out=${outputs[out]}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 cd "$NIX_BUILD_TOP"
 stevedore symlink-join old_out ${contents[@]+"${contents[@]}"}
+if [ -n "${includeNixDB:-}" ]; then
+  attrsJson=$NIX_BUILD_TOP/.attrs.json
+  [ -e "$attrsJson" ] || attrsJson=$NIX_ATTRS_JSON_FILE
+  stevedore nix-db old_out --graph "$attrsJson" --graph-key dbGraph --store-dir "$storeDir" \
+    ${contents[@]+"${contents[@]/#/--gcroot=}"}
+fi
 (cd old_out && eval "$extraCommands")
 mkdir -p "$out"
 

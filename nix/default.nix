@@ -129,7 +129,6 @@ let
       -> throw "the maxLayers argument of dockerTools.buildLayeredImage function must be greather than 1 (current value: ${toString maxLayers})";
     assert enableFakechroot -> proot != null || throw "stevedore: enableFakechroot needs proot";
     assert fakeRootCommands != "" -> fakeroot != null || throw "stevedore: fakeRootCommands needs fakeroot";
-    assert includeNixDB -> throw "stevedore: includeNixDB is not supported yet";
     let
       baseName = baseNameOf name;
       contentsList = if isList contents then contents else [ contents ];
@@ -142,9 +141,12 @@ let
         passAsFile = [ "json" ];
       };
 
+      # With includeNixDB the layer also gets the Nix database of the contents' closure
+      # (nixpkgs' mkDbExtraCommand, run before extraCommands).
       customisationLayer = derivation {
         name = "${baseName}-customisation-layer";
-        inherit system storeDir extraCommands fakeRootCommands enableFakechroot hostPaths;
+        inherit system storeDir extraCommands fakeRootCommands enableFakechroot hostPaths includeNixDB;
+        exportReferencesGraph.dbGraph = if includeNixDB then contentsList else [ ];
         builder = "${bash}/bin/bash";
         args = [ ./customisation-layer.sh ];
         __structuredAttrs = true;

@@ -43,6 +43,9 @@ enum Command {
         exclude: Vec<String>,
         #[arg(long, default_value = "/nix/store")]
         store_dir: String,
+        /// A layeringPipeline (JSON file) to run instead of --algorithm.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
     },
     /// Write the docker archive a streamLayeredImage conf describes to stdout.
     StreamLayered {
@@ -86,6 +89,23 @@ enum Command {
         output: PathBuf,
         paths: Vec<PathBuf>,
     },
+    /// Write the Nix database of a closure into ROOT (includeNixDB).
+    NixDb {
+        root: PathBuf,
+        /// exportReferencesGraph JSON of the closure (a list, or `.attrs.json`).
+        #[arg(long)]
+        graph: PathBuf,
+        #[arg(long)]
+        graph_key: Option<String>,
+        /// A path to link from nix/var/nix/gcroots/docker.
+        #[arg(long)]
+        gcroot: Vec<String>,
+        /// registrationTime of every path (default: $SOURCE_DATE_EPOCH, else 315532800).
+        #[arg(long)]
+        registration_time: Option<i64>,
+        #[arg(long, default_value = "/nix/store")]
+        store_dir: String,
+    },
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
     NixConf,
@@ -115,22 +135,18 @@ fn run(cli: Cli) -> Result<()> {
             exclude_file,
             exclude,
             store_dir,
+            pipeline,
         } => {
             let g = Graph::load(&graph, graph_key.as_deref(), &store_dir)?;
-            let mut skip: HashSet<String> = exclude.into_iter().collect();
-            for f in exclude_file {
-                let text = std::fs::read_to_string(&f)
-                    .with_context(|| format!("{}: cannot read", f.display()))?;
-                skip.extend(
-                    text.lines()
-                        .map(|l| l.trim().to_string())
-                        .filter(|l| !l.is_empty()),
-                );
-            }
-            println!(
-                "{}",
-                plan::to_json(&plan::plan(algorithm, &g, &skip, limit))
-            );
+            let skip = excluded(exclude, &exclude_file)?;
+            let layers = match pipeline {
+                Some(file) => {
+                    let spec = serde_json::Value::String(file.to_string_lossy().into_owned());
+                    plan::pipeline::run(&g, &skip, &spec)?
+                }
+                None => plan::plan(algorithm, &g, &skip, limit),
+            };
+            println!("{}", plan::to_json(&layers));
             Ok(())
         }
         Command::StreamLayered { conf, repo_tag } => {
@@ -178,13 +194,7 @@ fn run(cli: Cli) -> Result<()> {
             fakeroot_state,
             exclude,
         } => {
-            let mtime = match mtime {
-                Some(m) => m,
-                None => std::env::var("SOURCE_DATE_EPOCH")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(315_532_800),
-            };
+            let mtime = mtime.unwrap_or_else(source_date_epoch);
             let faked = fakeroot_state
                 .map(|f| gnu::read_fakeroot_state(&f))
                 .transpose()?;
@@ -198,11 +208,47 @@ fn run(cli: Cli) -> Result<()> {
             customisation_layer(&dir, &output, &opts)
         }
         Command::NixConf => stevedore::derivation::conf::run(),
+        Command::NixDb {
+            root,
+            graph,
+            graph_key,
+            gcroot,
+            registration_time,
+            store_dir,
+        } => {
+            let g = Graph::load(&graph, graph_key.as_deref(), &store_dir)?;
+            let time = registration_time.unwrap_or_else(source_date_epoch);
+            stevedore::derivation::nix_db::write(&root, &g, &gcroot, time)
+        }
         Command::SymlinkJoin { output, paths } => {
             let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
             stevedore::contents::symlink_join(&output, &refs)
         }
     }
+}
+
+/// The excluded paths: given directly, and listed one per line in files.
+fn excluded(paths: Vec<String>, files: &[PathBuf]) -> Result<HashSet<String>> {
+    let mut skip: HashSet<String> = paths.into_iter().collect();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        skip.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    Ok(skip)
+}
+
+/// $SOURCE_DATE_EPOCH, or nixpkgs' default (1980-01-01).
+fn source_date_epoch() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(315_532_800)
 }
 
 fn customisation_layer(dir: &Path, output: &Path, opts: &gnu::GnuOptions) -> Result<()> {

@@ -349,3 +349,60 @@ fn unsandboxed_builds_give_identical_bytes() {
         }
     }
 }
+
+#[test]
+fn nix_db_registers_the_contents_closure() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("nix-db", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
+    let rootfs = dir.path().join("bundle/rootfs");
+    let store = format!("local?root={}", rootfs.display());
+    let (hello, busybox) = (build("hello"), build("busybox"));
+    let refs = stdout(
+        Command::new("nix-store")
+            .args(["--store", &store, "-q", "--references"])
+            .arg(&hello),
+    );
+    assert_eq!(refs.trim(), busybox.display().to_string());
+    let closure = stdout(
+        Command::new("nix-store")
+            .args(["--store", &store, "-qR"])
+            .arg(&hello),
+    );
+    assert_eq!(closure.lines().count(), 2, "{closure}");
+    run(Command::new("nix-store").args(["--store", &store, "--verify", "--check-contents"]));
+    let roots = std::fs::read_dir(rootfs.join("nix/var/nix/gcroots/docker"))
+        .unwrap()
+        .count();
+    assert_eq!(roots, 2);
+    let info = stdout(
+        Command::new("nix-store")
+            .args(["--store", &store, "-q", "--hash"])
+            .arg(&hello),
+    );
+    let real = stdout(Command::new("nix-store").args(["-q", "--hash"]).arg(&hello));
+    assert_eq!(info, real);
+}
+
+#[test]
+fn layering_pipeline_decides_the_store_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("pipeline", dir.path());
+    let conf = read_json(&build("pipeline.stream.conf"));
+    let layers = conf["store_layers"].as_array().unwrap();
+    // subcomponent_out: greeter and its closure (busybox) as "main", narSize order; then
+    // the rest (hello) by popularity.
+    let names: Vec<Vec<&str>> = layers
+        .iter()
+        .map(|l| {
+            l.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| &p.as_str().unwrap()[44..])
+                .collect()
+        })
+        .collect();
+    assert_eq!(names, [vec!["greeter", "busybox"], vec!["hello-2.12"]]);
+    assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 3);
+    assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
+}

@@ -3,3 +3,4 @@
 
 pub mod attrs;
 pub mod conf;
+pub mod nix_db;

@@ -20,6 +20,15 @@ pub fn order(graph: &Graph) -> Vec<String> {
     }
 }
 
+/// The vertices of a subgraph (`vertices`, in igraph order) by popularity within it, as
+/// flatten_references_graph's `popularity_contest` orders them.
+pub fn order_subgraph(graph: &Graph, vertices: &[usize]) -> Vec<usize> {
+    order(&graph.induced(vertices))
+        .into_iter()
+        .map(|p| graph.find(&p).expect("a vertex of the graph"))
+        .collect()
+}
+
 /// The old jq split over the popularity order, excluded paths removed first.
 pub fn split(graph: &Graph, exclude: &HashSet<String>, limit: usize) -> Vec<Vec<String>> {
     let paths: Vec<String> = order(graph)

@@ -15,6 +15,8 @@ pub struct Node {
     pub path: String,
     /// Indices of referenced nodes, without self-references and duplicates, sorted.
     pub references: Vec<usize>,
+    /// Whether the path references itself.
+    pub self_reference: bool,
     pub nar_size: u64,
     pub closure_size: u64,
     pub nar_hash: String,
@@ -71,10 +73,11 @@ impl Graph {
         let mut nodes = Vec::with_capacity(raw.len());
         for (i, node) in raw.into_iter().enumerate() {
             let mut refs = Vec::with_capacity(node.references.len());
+            let mut self_reference = false;
             for r in &node.references {
                 match index.get(r) {
                     Some(&j) if j != i => refs.push(j),
-                    Some(_) => {}
+                    Some(_) => self_reference = true,
                     None => bail!("{} references {r}, which is not in the graph", node.path),
                 }
             }
@@ -83,6 +86,7 @@ impl Graph {
             nodes.push(Node {
                 path: node.path,
                 references: refs,
+                self_reference,
                 nar_size: node.nar_size,
                 closure_size: node.closure_size,
                 nar_hash: node.nar_hash,
@@ -91,6 +95,33 @@ impl Graph {
         let graph = Graph { nodes, index };
         graph.check_acyclic()?;
         Ok(graph)
+    }
+
+    /// The subgraph of `vertices` and the references among them.
+    pub fn induced(&self, vertices: &[usize]) -> Graph {
+        let mut keep: Vec<usize> = vertices.to_vec();
+        keep.sort_unstable();
+        keep.dedup();
+        let new_index: HashMap<usize, usize> =
+            keep.iter().enumerate().map(|(n, &o)| (o, n)).collect();
+        let nodes: Vec<Node> = keep
+            .iter()
+            .map(|&o| {
+                let mut node = self.nodes[o].clone();
+                node.references = node
+                    .references
+                    .iter()
+                    .filter_map(|r| new_index.get(r).copied())
+                    .collect();
+                node
+            })
+            .collect();
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.path.clone(), i))
+            .collect();
+        Graph { nodes, index }
     }
 
     /// Index of a node by path.

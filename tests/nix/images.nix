@@ -195,6 +195,24 @@ rec {
     config.Cmd = [ "/opt/hello" ];
   };
 
+  pipeline = dockerTools.buildLayeredImage {
+    name = "layering-pipeline";
+    tag = "latest";
+    contents = [ root greeter ];
+    layeringPipeline = [
+      [ "subcomponent_out" [ greeter ] ]
+      [ "over" "rest" [ "pipe" [ [ "popularity_contest" ] [ "limit_layers" 2 ] ] ] ]
+    ];
+    config.Cmd = [ "/bin/hello" ];
+  };
+
+  nix-db = dockerTools.buildLayeredImageWithNixDb {
+    name = "nix-layered";
+    tag = "latest";
+    contents = [ root hello ];
+    config.Cmd = [ "/bin/hello" ];
+  };
+
   stream-layered = dockerTools.streamLayeredImage {
     name = "stream-layered";
     tag = "latest";
