@@ -406,3 +406,44 @@ fn layering_pipeline_decides_the_store_layers() {
     assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 3);
     assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
 }
+
+#[test]
+fn store_paths_in_config_join_the_closure() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("config-refs", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "greetings from config\n");
+}
+
+#[test]
+fn base_layers_count_against_max_layers() {
+    let _ = build("layered-image");
+    let _nix = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    let out = nix_args(&mut Command::new("nix-build"))
+        .args(["-A", "too-many-base-layers", "--no-out-link"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Error: usedLayers 3 layers to store 'fromImage' and 'extraCommands', but only maxLayers=3 were allowed. At least 1 layer is required to store contents."),
+        "{err}"
+    );
+}
+
+#[test]
+fn stream_script_takes_a_repo_tag() {
+    let script = build("stream-layered");
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--repo-tag", "--repo_tag", "-t"] {
+        let tar = dir.path().join("s.tar");
+        std::fs::write(
+            &tar,
+            run(Command::new(&script).args([flag, "other:tag"])).stdout,
+        )
+        .unwrap();
+        assert_eq!(
+            manifest(&tar)[0]["RepoTags"],
+            serde_json::json!(["other:tag"])
+        );
+    }
+}

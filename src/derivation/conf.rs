@@ -25,6 +25,9 @@ fn build(attrs: &Value, out: &str) -> Result<Value> {
     let store_dir = attrs::string(attrs, "storeDir").unwrap_or_else(|| "/nix/store".into());
     let from_image = attrs::string(attrs, "fromImage");
     let layers = store_layers(attrs, &store_dir, from_image.as_deref())?;
+    if attrs["debug"].as_bool() == Some(true) {
+        eprintln!("store layers: {}", serde_json::to_string_pretty(&layers)?);
+    }
     let base_json = attrs::string(attrs, "baseJson").context("no baseJson")?;
     let mut conf: Map<String, Value> = serde_json::from_slice(
         &std::fs::read(&base_json).with_context(|| format!("{base_json}: cannot read"))?,

@@ -195,6 +195,20 @@ rec {
     config.Cmd = [ "/opt/hello" ];
   };
 
+  config-refs = dockerTools.buildLayeredImage {
+    name = "config-refs";
+    tag = "latest";
+    config.Entrypoint = [ "${greeter}/bin/greet" ];
+    config.Env = [ "GREETING=config" ];
+    debug = true;
+  };
+
+  too-many-base-layers = dockerTools.buildLayeredImage {
+    name = "too-many-base-layers";
+    fromImage = twoLayered;
+    maxLayers = 3;
+  };
+
   pipeline = dockerTools.buildLayeredImage {
     name = "layering-pipeline";
     tag = "latest";
