@@ -18,22 +18,30 @@ fn plan(graph: &std::path::Path, algorithm: &str, limit: &str, exclude: &std::pa
     serde_json::from_str(&out).expect("plan prints JSON")
 }
 
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+/// Writes a golden file's graph and excluded paths into `dir`; returns their paths.
+fn write_inputs(data: &Value, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let graph = dir.join("graph.json");
+    let exclude = dir.join("exclude.txt");
+    std::fs::write(&graph, data["graph"].to_string()).unwrap();
+    std::fs::write(&exclude, strings(&data["exclude"]).join("\n")).unwrap();
+    (graph, exclude)
+}
+
 #[test]
 fn generated_graphs_match_nixpkgs_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(root().join("tests/data/plan")).unwrap() {
         let data = read_json(&entry.unwrap().path());
-        let graph = dir.path().join("graph.json");
-        let exclude = dir.path().join("exclude.txt");
-        std::fs::write(&graph, data["graph"].to_string()).unwrap();
-        let ex: Vec<&str> = data["exclude"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        std::fs::write(&exclude, ex.join("\n")).unwrap();
+        let (graph, exclude) = write_inputs(&data, dir.path());
         for (algorithm, by_limit) in data["expected"].as_object().unwrap() {
             for (limit, expected) in by_limit.as_object().unwrap() {
                 assert_eq!(
@@ -122,17 +130,9 @@ fn layering_pipelines_match_flatten_references_graph() {
     let mut checked = 0;
     for entry in std::fs::read_dir(root().join("tests/data/pipeline")).unwrap() {
         let data = read_json(&entry.unwrap().path());
-        let graph = dir.path().join("graph.json");
-        let exclude = dir.path().join("exclude.txt");
+        let (graph, exclude) = write_inputs(&data, dir.path());
+        let ex: Vec<&str> = strings(&data["exclude"]);
         let pipeline = dir.path().join("pipeline.json");
-        std::fs::write(&graph, data["graph"].to_string()).unwrap();
-        let ex: Vec<&str> = data["exclude"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        std::fs::write(&exclude, ex.join("\n")).unwrap();
         for case in data["cases"].as_array().unwrap() {
             std::fs::write(&pipeline, case["pipeline"].to_string()).unwrap();
             let out = stdout(
