@@ -15,3 +15,15 @@ if [ "$missing" = 1 ]; then
   apt-get update -qq
   apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
+
+# moby's TarSum test data (upstream tarsum_test.go vectors), from Debian's package of
+# moby's Go sources; only its files are used, nothing is installed.
+moby=target/moby-tarsum
+if [ ! -d "$moby/testdata" ]; then
+  rm -rf "$moby.tmp" && mkdir -p "$moby.tmp"
+  (cd "$moby.tmp" && apt-get download -qq golang-github-docker-docker-dev >/dev/null)
+  dpkg-deb -x "$moby.tmp"/*.deb "$moby.tmp/x"
+  mkdir -p "$moby"
+  mv "$moby.tmp/x/usr/share/gocode/src/github.com/docker/docker/pkg/tarsum/testdata" "$moby/testdata"
+  rm -rf "$moby.tmp"
+fi

@@ -9,3 +9,4 @@ pub mod image;
 pub mod plan;
 pub mod store;
 pub mod tar;
+pub mod tarsum;

@@ -106,6 +106,14 @@ enum Command {
         #[arg(long, default_value = "/nix/store")]
         store_dir: String,
     },
+    /// Print the Docker TarSum of a tar read from stdin (as nixpkgs' tarsum tool).
+    Tarsum {
+        #[arg(long, value_enum, default_value = "v1")]
+        version: stevedore::tarsum::Version,
+        /// A file whose bytes are hashed first (moby's `extra`, e.g. a legacy image json).
+        #[arg(long)]
+        extra: Option<PathBuf>,
+    },
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
     NixConf,
@@ -208,6 +216,21 @@ fn run(cli: Cli) -> Result<()> {
             customisation_layer(&dir, &output, &opts)
         }
         Command::NixConf => stevedore::derivation::conf::run(),
+        Command::Tarsum { version, extra } => {
+            let extra = extra
+                .map(|f| std::fs::read(&f).with_context(|| format!("{}: cannot read", f.display())))
+                .transpose()?;
+            let stdin = std::io::stdin();
+            match stevedore::tarsum::of_stream(&mut stdin.lock(), version, extra.as_deref()) {
+                Ok(sum) => println!("{sum}"),
+                // As nixpkgs' tarsum tool: the error on stdout, exit status 1.
+                Err(e) => {
+                    println!("{e:#}");
+                    std::process::exit(1);
+                }
+            }
+            Ok(())
+        }
         Command::NixDb {
             root,
             graph,

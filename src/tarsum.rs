@@ -1,0 +1,459 @@
+//! Docker TarSum (moby `pkg/tarsum`): a digest of a tar's entries that ignores their
+//! order and owner names. Each entry hashes its header fields (`name`, `mode`, `uid`,
+//! `gid`, `size`, v0 also `mtime`, `typeflag`, `linkname`, blank `uname`/`gname`,
+//! `devmajor`, `devminor`, v1 also its sorted `SCHILY.xattr.*` records) and then its
+//! body; the hex digests are sorted and hashed together, after an optional `extra`.
+//!
+//! Headers are read as Go's archive/tar reader presents them to TarSum: PAX `x`, GNU
+//! `L` and `K` records fold into the next entry, a PAX global header `g` is an entry of
+//! its own, and a USTAR/PAX prefix is joined to the name. Written here because no crate
+//! reproduces those reader rules, and the digest goes into nixpkgs' layer `json`.
+
+use crate::tar::block::{field, parse_number};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// TarSum versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Version {
+    V0,
+    V1,
+    Dev,
+}
+
+impl Version {
+    fn label(self) -> &'static str {
+        match self {
+            Version::V0 => "tarsum",
+            Version::V1 => "tarsum.v1",
+            Version::Dev => "tarsum.dev",
+        }
+    }
+}
+
+/// The header fields TarSum hashes.
+#[derive(Clone, Debug, Default)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    pub mode: i64,
+    pub uid: i64,
+    pub gid: i64,
+    pub size: i64,
+    pub mtime: i64,
+    pub typeflag: u8,
+    pub linkname: Vec<u8>,
+    pub devmajor: i64,
+    pub devminor: i64,
+    /// `SCHILY.xattr.<key>` records, key without the prefix.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Collects per-entry digests; `finish` gives the TarSum string.
+pub struct TarSum {
+    version: Version,
+    sums: Vec<(String, Vec<u8>)>,
+}
+
+/// Hashes one entry: feed its body with `update`, then hand it to [`TarSum::add`].
+pub struct EntryHasher {
+    sha: Sha256,
+    name: Vec<u8>,
+}
+
+impl EntryHasher {
+    /// Adds body bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+    }
+}
+
+impl TarSum {
+    pub fn new(version: Version) -> TarSum {
+        TarSum {
+            version,
+            sums: Vec::new(),
+        }
+    }
+
+    /// Starts an entry, hashing its header fields.
+    pub fn entry(&self, e: &Entry) -> EntryHasher {
+        let mut sha = Sha256::new();
+        let mut put = |k: &str, v: &[u8]| {
+            sha.update(k.as_bytes());
+            sha.update(v);
+        };
+        put("name", &e.name);
+        put("mode", e.mode.to_string().as_bytes());
+        put("uid", e.uid.to_string().as_bytes());
+        put("gid", e.gid.to_string().as_bytes());
+        put("size", e.size.to_string().as_bytes());
+        if self.version == Version::V0 {
+            put("mtime", e.mtime.to_string().as_bytes());
+        }
+        put("typeflag", &[e.typeflag]);
+        put("linkname", &e.linkname);
+        put("uname", b"");
+        put("gname", b"");
+        put("devmajor", e.devmajor.to_string().as_bytes());
+        put("devminor", e.devminor.to_string().as_bytes());
+        if self.version != Version::V0 {
+            let mut xattrs = e.xattrs.clone();
+            xattrs.sort();
+            for (k, v) in &xattrs {
+                sha.update(k);
+                sha.update(v);
+            }
+        }
+        EntryHasher {
+            sha,
+            name: e.name.clone(),
+        }
+    }
+
+    /// Records a finished entry.
+    pub fn add(&mut self, entry: EntryHasher) {
+        self.sums
+            .push((hex::encode(entry.sha.finalize()), normalise(&entry.name)));
+    }
+
+    /// `<label>+sha256:<hex>`, with `extra` hashed first (nixpkgs passes none).
+    pub fn finish(mut self, extra: Option<&[u8]>) -> Result<String> {
+        sort_sums(&mut self.sums)?;
+        let mut sha = Sha256::new();
+        if let Some(x) = extra {
+            sha.update(x);
+        }
+        for (sum, _) in &self.sums {
+            sha.update(sum.as_bytes());
+        }
+        Ok(format!(
+            "{}+sha256:{}",
+            self.version.label(),
+            hex::encode(sha.finalize())
+        ))
+    }
+}
+
+/// moby's `FileInfoSums.SortBySums`: by digest, unless a name repeats; then Go's
+/// `sort.Sort` with "same name: archive order, else digest", which is reproduced for
+/// the insertion sort Go uses up to 12 entries.
+fn sort_sums(sums: &mut [(String, Vec<u8>)]) -> Result<()> {
+    let mut seen = HashMap::new();
+    let duplicated = sums
+        .iter()
+        .any(|(_, n)| seen.insert(n.clone(), ()).is_some());
+    if !duplicated {
+        sums.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(());
+    }
+    if sums.len() > 12 {
+        bail!("TarSum of an archive with repeated paths and more than 12 entries depends on Go's pdqsort; not supported");
+    }
+    let mut items: Vec<(usize, (String, Vec<u8>))> = sums.iter().cloned().enumerate().collect();
+    let less = |a: &(usize, (String, Vec<u8>)), b: &(usize, (String, Vec<u8>))| {
+        if a.1 .1 == b.1 .1 {
+            a.0 < b.0
+        } else {
+            a.1 .0 < b.1 .0
+        }
+    };
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && less(&items[j], &items[j - 1]) {
+            items.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+    for (slot, (_, item)) in sums.iter_mut().zip(items) {
+        *slot = item;
+    }
+    Ok(())
+}
+
+/// `path.Join(".", path.Join("/", name))`: the name used only to find repeats.
+fn normalise(name: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return b".".to_vec();
+    }
+    parts.join(&b'/')
+}
+
+/// TarSum of a whole tar stream, read as Go's archive/tar reads it.
+pub fn of_stream(input: &mut dyn Read, version: Version, extra: Option<&[u8]>) -> Result<String> {
+    let mut sum = TarSum::new(version);
+    let mut pending = Pending::default();
+    loop {
+        let Some(block) = read_block(input)? else {
+            break;
+        };
+        if block.iter().all(|&b| b == 0) {
+            break;
+        }
+        let h = parse(&block)?;
+        let body_len = h.size.max(0) as u64;
+        match h.typeflag {
+            b'x' => pending.pax = Some(parse_pax(&read_body(input, body_len)?)?),
+            b'L' => pending.name = Some(nul_terminated(&read_body(input, body_len)?)),
+            b'K' => pending.link = Some(nul_terminated(&read_body(input, body_len)?)),
+            _ => {
+                let mut e = h.entry;
+                if h.typeflag == b'g' {
+                    // Go returns a global header with only its name, type and xattrs.
+                    let records = parse_pax(&read_body(input, body_len)?)?;
+                    let e = Entry {
+                        name: e.name,
+                        typeflag: b'g',
+                        xattrs: xattrs(&records),
+                        ..Entry::default()
+                    };
+                    let hasher = sum.entry(&e);
+                    sum.add(hasher);
+                    pending = Pending::default();
+                    continue;
+                }
+                std::mem::take(&mut pending).apply(&mut e)?;
+                if e.typeflag == 0 {
+                    e.typeflag = if e.name.ends_with(b"/") { b'5' } else { b'0' };
+                }
+                let has_body = !matches!(e.typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
+                let len = if has_body { e.size.max(0) as u64 } else { 0 };
+                let mut hasher = sum.entry(&e);
+                copy_body(input, len, &mut hasher)?;
+                sum.add(hasher);
+            }
+        }
+    }
+    sum.finish(extra)
+}
+
+struct Header {
+    entry: Entry,
+    typeflag: u8,
+    size: i64,
+}
+
+#[derive(Default)]
+struct Pending {
+    name: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    pax: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl Pending {
+    fn apply(self, e: &mut Entry) -> Result<()> {
+        if let Some(n) = self.name {
+            e.name = n;
+        }
+        if let Some(l) = self.link {
+            e.linkname = l;
+        }
+        let Some(records) = self.pax else {
+            return Ok(());
+        };
+        for (k, v) in &records {
+            // Go 1.19's mergePAX skips records with empty values.
+            if v.is_empty() {
+                continue;
+            }
+            let num = || -> Result<i64> {
+                let text = std::str::from_utf8(v).context("bad PAX number")?;
+                let whole = text.split('.').next().unwrap_or(text);
+                whole.parse().context("bad PAX number")
+            };
+            match k.as_slice() {
+                b"path" => e.name = v.clone(),
+                b"linkpath" => e.linkname = v.clone(),
+                b"size" => e.size = num()?,
+                b"uid" => e.uid = num()?,
+                b"gid" => e.gid = num()?,
+                b"mtime" => e.mtime = num()?,
+                _ => {}
+            }
+        }
+        e.xattrs = xattrs(&records);
+        Ok(())
+    }
+}
+
+fn xattrs(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    records
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, v)| {
+            k.strip_prefix(b"SCHILY.xattr.")
+                .map(|k| (k.to_vec(), v.clone()))
+        })
+        .collect()
+}
+
+fn read_block(input: &mut dyn Read) -> Result<Option<[u8; 512]>> {
+    let mut block = [0u8; 512];
+    let mut got = 0;
+    while got < 512 {
+        let n = input.read(&mut block[got..]).context("cannot read input")?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                bail!("unexpected EOF")
+            };
+        }
+        got += n;
+    }
+    Ok(Some(block))
+}
+
+fn read_body(input: &mut dyn Read, len: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len as usize);
+    input.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        bail!("unexpected EOF");
+    }
+    skip(input, crate::tar::padded(len) - len)?;
+    Ok(buf)
+}
+
+fn copy_body(input: &mut dyn Read, len: u64, hasher: &mut EntryHasher) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = input.read(&mut buf[..want])?;
+        if n == 0 {
+            bail!("unexpected EOF");
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    skip(input, crate::tar::padded(len) - len)
+}
+
+fn skip(input: &mut dyn Read, n: u64) -> Result<()> {
+    let copied = std::io::copy(&mut input.take(n), &mut std::io::sink())?;
+    if copied < n {
+        bail!("unexpected EOF");
+    }
+    Ok(())
+}
+
+fn nul_terminated(bytes: &[u8]) -> Vec<u8> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes[..end].to_vec()
+}
+
+/// A header block as Go's reader sees it (before PAX/GNU records are applied).
+fn parse(b: &[u8; 512]) -> Result<Header> {
+    let stored = parse_number(&b[148..156]).context("archive/tar: invalid tar header")?;
+    let unsigned: i64 = b
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                x as i64
+            }
+        })
+        .sum();
+    let signed: i64 = b
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                x as i8 as i64
+            }
+        })
+        .sum();
+    if stored as i64 != unsigned && stored as i64 != signed {
+        bail!("archive/tar: invalid tar header");
+    }
+    let num = |(at, len): (usize, usize)| -> Result<i64> {
+        parse_number(&b[at..at + len])
+            .map(|n| n as i64)
+            .context("archive/tar: invalid tar header")
+    };
+    let magic = &b[257..265];
+    let ustar = &magic[..6] == b"ustar\0";
+    let gnu = magic == b"ustar  \0";
+    let mut name = nul_terminated(&b[0..100]);
+    let typeflag = b[field::TYPE];
+    if ustar {
+        let prefix = nul_terminated(&b[345..500]);
+        if !prefix.is_empty() {
+            let mut full = prefix;
+            full.push(b'/');
+            full.extend_from_slice(&name);
+            name = full;
+        }
+    }
+    let (devmajor, devminor) = if ustar || gnu {
+        (num(field::DEVMAJOR)?, num(field::DEVMINOR)?)
+    } else {
+        (0, 0)
+    };
+    let size = num(field::SIZE)?;
+    Ok(Header {
+        entry: Entry {
+            name,
+            mode: num(field::MODE)?,
+            uid: num(field::UID)?,
+            gid: num(field::GID)?,
+            size,
+            mtime: num(field::MTIME)?,
+            typeflag,
+            linkname: nul_terminated(&b[157..257]),
+            devmajor,
+            devminor,
+            xattrs: Vec::new(),
+        },
+        typeflag,
+        size,
+    })
+}
+
+fn parse_pax(body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut records = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let space = rest
+            .iter()
+            .position(|&c| c == b' ')
+            .context("archive/tar: invalid tar header")?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .context("archive/tar: invalid tar header")?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            bail!("archive/tar: invalid tar header");
+        }
+        let record = &rest[space + 1..len - 1];
+        let eq = record
+            .iter()
+            .position(|&c| c == b'=')
+            .context("archive/tar: invalid tar header")?;
+        let (k, v) = (record[..eq].to_vec(), record[eq + 1..].to_vec());
+        match records
+            .iter_mut()
+            .find(|(key, _): &&mut (Vec<u8>, Vec<u8>)| *key == k)
+        {
+            Some(slot) => slot.1 = v,
+            None => records.push((k, v)),
+        }
+        rest = &rest[len..];
+    }
+    Ok(records)
+}
