@@ -1,11 +1,11 @@
 //! The stevedore command line: flags and wiring only.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use stevedore::image::{conf::Conf, docker_archive, layered};
+use stevedore::image::docker_archive::{self, Compressor};
+use stevedore::image::{conf::Conf, layered, output};
 use stevedore::plan::{self, Algorithm};
 use stevedore::store::Graph;
 use stevedore::tar::gnu;
@@ -119,13 +119,6 @@ enum Command {
     NixConf,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Compressor {
-    None,
-    Gz,
-    Zstd,
-}
-
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("stevedore: {e:#}");
@@ -173,24 +166,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let conf = Conf::load(&conf)?;
             let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
-            write_atomically(&output, |file| match compressor {
-                Compressor::None => docker_archive::write_file(&image, file).map(|_| ()),
-                Compressor::Gz => {
-                    let mut enc = flate2::write::GzEncoder::new(
-                        std::io::BufWriter::new(file),
-                        flate2::Compression::default(),
-                    );
-                    docker_archive::write_stream(&image, &mut enc)?;
-                    enc.finish()?.flush()?;
-                    Ok(())
-                }
-                Compressor::Zstd => {
-                    let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), 3)?;
-                    enc.multithread(rayon::current_num_threads() as u32)?;
-                    docker_archive::write_stream(&image, &mut enc)?;
-                    enc.finish()?.flush()?;
-                    Ok(())
-                }
+            output::write_atomically(&output, |file| {
+                docker_archive::write_compressed(&image, file, compressor)
             })
         }
         Command::CustomisationLayer {
@@ -213,7 +190,7 @@ fn run(cli: Cli) -> Result<()> {
                 faked,
                 exclude: exclude.into_iter().map(String::into_bytes).collect(),
             };
-            customisation_layer(&dir, &output, &opts)
+            stevedore::image::output::customisation_layer(&dir, &output, &opts)
         }
         Command::NixConf => stevedore::derivation::conf::run(),
         Command::Tarsum { version, extra } => {
@@ -272,43 +249,4 @@ fn source_date_epoch() -> i64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(315_532_800)
-}
-
-fn customisation_layer(dir: &Path, output: &Path, opts: &gnu::GnuOptions) -> Result<()> {
-    std::fs::create_dir_all(output)
-        .with_context(|| format!("{}: cannot create", output.display()))?;
-    let tar = output.join("layer.tar");
-    let mut digest = String::new();
-    write_atomically(&tar, |file| {
-        let mut w = stevedore::image::hashing::HashingWriter::new(std::io::BufWriter::new(file));
-        gnu::write_dir(dir, opts, &mut w)?;
-        let (d, mut inner) = w.finish();
-        inner.flush()?;
-        digest = d;
-        Ok(())
-    })?;
-    let checksum = output.join("checksum");
-    std::fs::write(&checksum, format!("{digest}\n"))
-        .with_context(|| format!("{}: cannot write", checksum.display()))
-}
-
-/// Runs `write` on a temporary file next to `path` and renames it into place only if
-/// it succeeds, so no partial output is ever left at `path`.
-fn write_atomically(path: &Path, write: impl FnOnce(&std::fs::File) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".stevedore-")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    write(tmp.as_file()).with_context(|| format!("{}", path.display()))?;
-    let file = tmp
-        .persist(path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    let mut perms = file.metadata()?.permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    file.set_permissions(perms)?;
-    Ok(())
 }

@@ -77,6 +77,35 @@ fn stream_members(image: &Image, producer: &Producer, out: &mut dyn Write) -> Re
     Ok(written)
 }
 
+/// How a whole archive is compressed (nixpkgs' `compressor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compressor {
+    None,
+    Gz,
+    Zstd,
+}
+
+/// Writes `image` into `file`, compressed as asked: uncompressed archives are laid out
+/// and filled in parallel; compressed ones are streamed through the encoder (gzip
+/// without name or time; zstd level 3 on all threads).
+pub fn write_compressed(image: &Image, file: &File, compressor: Compressor) -> Result<()> {
+    match compressor {
+        Compressor::None => write_file(image, file).map(|_| ()),
+        Compressor::Gz => {
+            let mut enc =
+                flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default());
+            write_stream(image, &mut enc)?;
+            enc.finish()?.flush().context("cannot write output")
+        }
+        Compressor::Zstd => {
+            let mut enc = zstd::Encoder::new(BufWriter::new(file), 3)?;
+            enc.multithread(rayon::current_num_threads() as u32)?;
+            write_stream(image, &mut enc)?;
+            enc.finish()?.flush().context("cannot write output")
+        }
+    }
+}
+
 /// Writes `image` as a docker archive into `file` (which should be empty), producing
 /// layers in parallel, each straight into its place.
 pub fn write_file(image: &Image, file: &File) -> Result<Written> {

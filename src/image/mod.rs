@@ -8,6 +8,7 @@ pub mod docker_archive;
 pub mod hashing;
 pub mod layered;
 pub mod model;
+pub mod output;
 pub mod pyjson;
 pub mod time;
 pub mod users;

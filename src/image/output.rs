@@ -1,0 +1,53 @@
+//! Writing outputs safely: a file appears at its path only when complete (written to a
+//! temporary name beside it, then renamed), and the customisation layer's pair of
+//! files, `layer.tar` and `checksum`.
+
+use super::hashing::HashingWriter;
+use crate::tar::gnu;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Runs `write` on a temporary file next to `path` and renames it into place only if
+/// it succeeds, so no partial output is ever left at `path`.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&std::fs::File) -> Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".stevedore-")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
+    write(tmp.as_file()).with_context(|| format!("{}", path.display()))?;
+    let file = tmp
+        .persist(path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    let mut perms = file.metadata()?.permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    file.set_permissions(perms)?;
+    Ok(())
+}
+
+/// Archives `dir` as nixpkgs' customisation layer: `output/layer.tar` (GNU tar format)
+/// and its sha256 in `output/checksum`.
+pub fn customisation_layer(dir: &Path, output: &Path, opts: &gnu::GnuOptions) -> Result<()> {
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("{}: cannot create", output.display()))?;
+    let tar = output.join("layer.tar");
+    let mut digest = String::new();
+    write_atomically(&tar, |file| {
+        let mut w = HashingWriter::new(std::io::BufWriter::new(file));
+        gnu::write_dir(dir, opts, &mut w)?;
+        let (d, mut inner) = w.finish();
+        inner.flush()?;
+        digest = d;
+        Ok(())
+    })?;
+    let checksum = output.join("checksum");
+    std::fs::write(&checksum, format!("{digest}\n"))
+        .with_context(|| format!("{}: cannot write", checksum.display()))
+}
