@@ -22,7 +22,7 @@
       lib.dockerTools =
         pkgs:
         import ./nix/default.nix {
-          inherit (pkgs) bash coreutils fakeroot;
+          inherit (pkgs) bash coreutils fakeroot cacert shadow;
           proot = pkgs.proot or null;
           stevedore = pkgs.callPackage ./nix/package.nix { };
           system = pkgs.stdenv.hostPlatform.system;

@@ -4,7 +4,7 @@ final: prev: {
   stevedore = final.callPackage ./nix/package.nix { };
 
   dockerTools = prev.dockerTools // (import ./nix/default.nix {
-    inherit (final) stevedore bash coreutils fakeroot;
+    inherit (final) stevedore bash coreutils fakeroot cacert shadow;
     # proot is Linux-only; enableFakechroot asserts it is there, as nixpkgs does.
     proot = final.proot or null;
     system = final.stdenv.hostPlatform.system;

@@ -12,6 +12,8 @@
   coreutils,
   fakeroot ? null,
   proot ? null,
+  cacert ? null,
+  shadow ? null,
   system ? builtins.currentSystem,
   storeDir ? builtins.storeDir,
   hostPaths ? [ ],
@@ -208,8 +210,101 @@ let
       inherit stream;
     } meta
   );
+  # A bash build with structured attributes: `script` runs with them sourced and $out set.
+  runStructured =
+    name: script: attrs:
+    derivation (
+      {
+        inherit name system script;
+        builder = "${bash}/bin/bash";
+        args = [ "-euc" ". \"$NIX_BUILD_TOP/.attrs.sh\"; out=\${outputs[out]}; eval \"$script\"" ];
+        PATH = toolPath;
+        __structuredAttrs = true;
+      }
+      // attrs
+    );
+
+  # A store path holding `links` ({ "path/in/image" = target; }) as symlinks.
+  linkTree =
+    name: links:
+    runStructured name ''
+      for link in "''${!links[@]}"; do
+        mkdir -p "$out/$(dirname "$link")"
+        ln -s "''${links[$link]}" "$out/$link"
+      done
+    '' { inherit links; };
+
+  # fakeNss: /etc/passwd, /etc/group (root and nobody, extra lines between),
+  # /etc/nsswitch.conf and an empty /var/empty, overridable as nixpkgs' is.
+  fakeNss = makeOverridable (
+    {
+      extraPasswdLines ? [ ],
+      extraGroupLines ? [ ],
+    }:
+    runStructured "fake-nss" ''
+      mkdir -p "$out/etc" "$out/var/empty"
+      printf '%s\n' "root:x:0:0:root user:/var/empty:/bin/sh" ''${extraPasswdLines[@]+"''${extraPasswdLines[@]}"} \
+        "nobody:x:65534:65534:nobody:/var/empty:/bin/sh" > "$out/etc/passwd"
+      printf '%s\n' "root:x:0:" ''${extraGroupLines[@]+"''${extraGroupLines[@]}"} "nobody:x:65534:" > "$out/etc/group"
+      printf 'hosts: files dns\n' > "$out/etc/nsswitch.conf"
+    '' { inherit extraPasswdLines extraGroupLines; }
+  ) { };
+
+  # exportImage: the image's layers flattened into one root filesystem tar (no VM).
+  exportImage =
+    {
+      fromImage,
+      fromImageName ? null,
+      fromImageTag ? null,
+      diskSize ? 1024,
+      name ? fromImage.name,
+    }:
+    let
+      select =
+        if fromImageName != null && fromImageTag != null then "--image ${fromImageName}:${fromImageTag}" else "";
+    in
+    run name ''stevedore export-image ${fromImage} ${select} -o "$out"'' { };
 in
 {
-  inherit streamLayeredImage buildLayeredImage;
+  inherit streamLayeredImage buildLayeredImage exportImage fakeNss;
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
+
+  binSh = linkTree "bin-sh" { "bin/sh" = "${bash}/bin/bash"; };
+  usrBinEnv = linkTree "usr-bin-env" { "usr/bin/env" = "${coreutils}/bin/env"; };
+  caCertificates =
+    let
+      bundle =
+        if cacert != null then "${cacert}/etc/ssl/certs/ca-bundle.crt" else throw "stevedore: caCertificates needs cacert";
+    in
+    linkTree "ca-certificates" {
+      "etc/ssl/certs/ca-bundle.crt" = bundle;
+      "etc/ssl/certs/ca-certificates.crt" = bundle;
+      "etc/pki/tls/certs/ca-bundle.crt" = bundle;
+    };
+
+  # A shell snippet for runAsRoot-style scripts that sets up /etc/passwd, /etc/group,
+  # shadow files and PAM for shadow's tools (nixpkgs' shadowSetup).
+  shadowSetup = ''
+    export PATH=${if shadow != null then "${shadow}/bin" else throw "stevedore: shadowSetup needs shadow"}:$PATH
+    mkdir -p /etc/pam.d
+    if [[ ! -f /etc/passwd ]]; then
+      echo "root:x:0:0::/root:${bash}/bin/bash" > /etc/passwd
+      echo "root:!x:::::::" > /etc/shadow
+    fi
+    if [[ ! -f /etc/group ]]; then
+      echo "root:x:0:" > /etc/group
+      echo "root:x::" > /etc/gshadow
+    fi
+    if [[ ! -f /etc/pam.d/other ]]; then
+      cat > /etc/pam.d/other <<EOF
+    account sufficient pam_unix.so
+    auth sufficient pam_rootok.so
+    password requisite pam_unix.so nullok yescrypt
+    session required pam_unix.so
+    EOF
+    fi
+    if [[ ! -f /etc/login.defs ]]; then
+      touch /etc/login.defs
+    fi
+  '';
 }

@@ -114,6 +114,18 @@ enum Command {
         #[arg(long)]
         extra: Option<PathBuf>,
     },
+    /// Flatten a docker archive's layers into one root filesystem tar (exportImage).
+    ExportImage {
+        archive: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// The image to export, by one of its RepoTags (default: the first image).
+        #[arg(long)]
+        image: Option<String>,
+        /// mtime of every entry (default: $SOURCE_DATE_EPOCH, else 315532800).
+        #[arg(long)]
+        mtime: Option<i64>,
+    },
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
     NixConf,
@@ -193,6 +205,19 @@ fn run(cli: Cli) -> Result<()> {
             stevedore::image::output::customisation_layer(&dir, &output, &opts)
         }
         Command::NixConf => stevedore::derivation::conf::run(),
+        Command::ExportImage {
+            archive,
+            output,
+            image,
+            mtime,
+        } => {
+            let mtime = mtime.unwrap_or_else(source_date_epoch);
+            output::write_atomically(&output, |file| {
+                let mut out = std::io::BufWriter::new(file);
+                stevedore::image::flatten::export(&archive, image.as_deref(), mtime, &mut out)?;
+                std::io::Write::flush(&mut out).context("cannot write output")
+            })
+        }
         Command::Tarsum { version, extra } => {
             let extra = extra
                 .map(|f| std::fs::read(&f).with_context(|| format!("{}: cannot read", f.display())))

@@ -447,3 +447,63 @@ fn stream_script_takes_a_repo_tag() {
         );
     }
 }
+
+#[test]
+fn export_image_flattens_without_a_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = build("exported");
+    let tagged = build("exported-tagged");
+    assert!(std::fs::read(&plain).unwrap() == std::fs::read(&tagged).unwrap());
+    assert!(tagged.to_string_lossy().ends_with("-exported.tar.gz"));
+    let listing = stdout(Command::new("tar").arg("-tf").arg(&plain));
+    assert!(
+        listing.starts_with("./\n./bin/\n") && listing.contains("./bin/hello\n"),
+        "{listing}"
+    );
+    assert!(listing.contains("./example-output\n"));
+    let hello = build("hello");
+    assert!(listing.contains(&format!(".{}/bin/hello\n", hello.display())));
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&plain)
+        .arg("-C")
+        .arg(&rootfs));
+    let out = Command::new("chroot")
+        .arg(&rootfs)
+        .arg("/bin/hello")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world!\n");
+}
+
+#[test]
+fn environment_helpers_have_nixpkgs_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("helpers", dir.path());
+    assert_eq!(
+        run_image(&tar, dir.path()),
+        "root:x:0:0:root user:/var/empty:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/var/empty:/bin/sh\nroot:x:0:\nalice:x:1000:\nnobody:x:65534:\n\
+         hosts: files dns\nfixture bundle\n"
+    );
+    let rootfs = dir.path().join("bundle/rootfs");
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new("/usr/bin/bash")
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("usr/bin/env")).unwrap(),
+        Path::new("/usr/bin/env")
+    );
+    assert!(rootfs.join("var/empty").is_dir());
+    for p in [
+        "etc/ssl/certs/ca-bundle.crt",
+        "etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        assert!(std::fs::read_link(rootfs.join(p))
+            .unwrap()
+            .ends_with("etc/ssl/certs/ca-bundle.crt"));
+    }
+}

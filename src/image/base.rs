@@ -19,16 +19,28 @@ pub struct BaseImage {
     _spill: Option<tempfile::NamedTempFile>,
 }
 
-/// Opens the archive at `path` (decompressing it to a temporary file if needed).
+/// Opens the archive at `path` (decompressing it to a temporary file if needed) and
+/// reads its first image.
 pub fn load(path: &Path) -> Result<BaseImage> {
+    load_tagged(path, None)
+}
+
+/// As [`load`], choosing the image whose RepoTags hold `repo_tag` when one is given.
+pub fn load_tagged(path: &Path, repo_tag: Option<&str>) -> Result<BaseImage> {
     let (plain, spill) = plain_tar(path)?;
     let members = reader::list(&plain).with_context(|| format!("base image {}", path.display()))?;
     let what = |m: &str| format!("base image {}: {m}", path.display());
     let manifest: Value = read_json(&plain, &members, "manifest.json")
         .with_context(|| what("not a docker archive"))?;
-    let entry = manifest
-        .get(0)
-        .with_context(|| what("manifest.json lists no image"))?;
+    let entry = match repo_tag {
+        None => manifest
+            .get(0)
+            .with_context(|| what("manifest.json lists no image"))?,
+        Some(tag) => manifest
+            .as_array()
+            .and_then(|l| l.iter().find(|e| has_tag(e, tag)))
+            .with_context(|| what(&format!("no image tagged {tag}")))?,
+    };
     let config_name = entry["Config"]
         .as_str()
         .with_context(|| what("manifest has no Config"))?;
@@ -77,6 +89,12 @@ pub fn load(path: &Path) -> Result<BaseImage> {
     })
 }
 
+fn has_tag(entry: &Value, tag: &str) -> bool {
+    entry["RepoTags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|x| x == tag))
+}
+
 /// The member holding `name`'s bytes, following a symlink member (as skopeo writes
 /// them) to its target.
 fn resolve<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {
@@ -116,8 +134,9 @@ fn read_json(file: &Path, members: &[Member], name: &str) -> Result<Value> {
     serde_json::from_slice(&buf).with_context(|| format!("{name} is not JSON"))
 }
 
-/// The path of an uncompressed copy of the archive.
-fn plain_tar(path: &Path) -> Result<(PathBuf, Option<tempfile::NamedTempFile>)> {
+/// The path of an uncompressed copy of the archive (itself when it is not compressed),
+/// and the temporary file that holds a decompressed copy.
+pub fn plain_tar(path: &Path) -> Result<(PathBuf, Option<tempfile::NamedTempFile>)> {
     let mut file = std::fs::File::open(path)
         .with_context(|| format!("base image {}: cannot open", path.display()))?;
     let mut magic = [0u8; 6];

@@ -10,8 +10,9 @@
 use super::config;
 use super::hashing::{sha256_hex, HashingWriter, OffsetWriter};
 use super::model::{Image, Layer, Source};
+use crate::tar::io::{self, write_zeros};
 use crate::tar::pyheader::TarInfo;
-use crate::tar::store_layer::{write_zeros, StoreLayer};
+use crate::tar::store_layer::StoreLayer;
 use crate::tar::{padded, BLOCK, RECORD};
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
@@ -196,22 +197,7 @@ fn copy_range(layer: &Layer, out: &mut dyn Write, buf: &mut [u8]) -> Result<()> 
     let Source::FileRange { path, offset } = &layer.source else {
         return Err(anyhow!("not a file layer"));
     };
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut left = layer.size;
-    let mut at = *offset;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let got = file
-            .read_at(&mut buf[..want], at)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if got == 0 {
-            return Err(anyhow!("{}: ends before the layer does", path.display()));
-        }
-        out.write_all(&buf[..got]).context("cannot write output")?;
-        left -= got as u64;
-        at += got as u64;
-    }
-    Ok(())
+    io::copy_range(path, *offset, layer.size, out, buf)
 }
 
 fn layer_header(layer: &Layer, diff_id: &str) -> Vec<u8> {

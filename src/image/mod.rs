@@ -5,6 +5,7 @@ pub mod base;
 pub mod conf;
 pub mod config;
 pub mod docker_archive;
+pub mod flatten;
 pub mod hashing;
 pub mod layered;
 pub mod model;

@@ -7,7 +7,7 @@
 //! `fakeroot -s` state file, or are forced with `--owner`/`--group`.
 
 use super::block::{field, Block, GNU_MAGIC};
-use super::store_layer::{copy_file, write_zeros};
+use super::io::{copy_file, copy_range, write_zeros};
 use super::{kind, padded, BLOCK, RECORD};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -73,30 +73,55 @@ pub fn read_fakeroot_state(path: &Path) -> Result<HashMap<(u64, u64), Faked>> {
     Ok(map)
 }
 
-struct Item {
-    name: Vec<u8>,
-    path: PathBuf,
-    kind: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    link: Vec<u8>,
-    dev: (u64, u64),
+/// Where an entry's content comes from.
+#[derive(Clone, Debug)]
+pub enum Content {
+    None,
+    File(PathBuf),
+    /// `size` bytes of a file from an offset (a member of another archive).
+    Range(PathBuf, u64),
+}
+
+/// One entry of a GNU-format archive.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// The member name (`./...`, directories ending in `/`).
+    pub name: Vec<u8>,
+    pub content: Content,
+    pub kind: u8,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
+    pub size: u64,
+    pub link: Vec<u8>,
+    pub dev: (u64, u64),
 }
 
 /// Archives the directory `root` into `out`; returns the number of bytes written.
 pub fn write_dir(root: &Path, opts: &GnuOptions, out: &mut dyn Write) -> Result<u64> {
     let mut items = Vec::new();
     collect(root, b"./".to_vec(), opts, &mut items)?;
+    write_items(&items, opts.mtime, out)
+}
+
+/// Writes `items` in order, every entry with `mtime`; returns the bytes written.
+pub fn write_items(items: &[Item], mtime: i64, out: &mut dyn Write) -> Result<u64> {
     let mut written = 0u64;
     let mut buf = Vec::new();
-    for item in &items {
-        let header = encode(item, opts.mtime);
+    for item in items {
+        let header = encode(item, mtime);
         out.write_all(&header).context("cannot write layer")?;
         written += header.len() as u64;
-        if item.kind == kind::REG {
-            written += copy_file(&item.path, item.size, out, &mut buf)?;
+        match &item.content {
+            Content::File(path) => written += copy_file(path, item.size, out, &mut buf)?,
+            Content::Range(path, offset) => {
+                buf.resize(1 << 20, 0);
+                copy_range(path, *offset, item.size, out, &mut buf)?;
+                written += item.size + write_zeros(out, padded(item.size) - item.size)?;
+            }
+            Content::None => {}
         }
     }
     let total = (written + 2 * BLOCK).div_ceil(RECORD) * RECORD;
@@ -173,7 +198,11 @@ fn item(
     let size = if k == kind::REG { meta.len() } else { 0 };
     Ok(Some(Item {
         name,
-        path: path.to_path_buf(),
+        content: if k == kind::REG {
+            Content::File(path.to_path_buf())
+        } else {
+            Content::None
+        },
         kind: k,
         mode: st_mode & 0o7777,
         uid: opts
@@ -182,6 +211,8 @@ fn item(
         gid: opts
             .group
             .unwrap_or(faked.map_or(meta.gid() as u64, |f| f.gid)),
+        uname: Vec::new(),
+        gname: Vec::new(),
         size,
         link,
         dev: (dev_major(rdev), dev_minor(rdev)),
@@ -220,6 +251,8 @@ fn encode(item: &Item, mtime: i64) -> Vec<u8> {
     b.kind(item.kind);
     b.text(field::LINKNAME, &item.link);
     b.text(field::MAGIC, GNU_MAGIC);
+    b.text(field::UNAME, &item.uname);
+    b.text(field::GNAME, &item.gname);
     if item.kind == kind::CHAR || item.kind == kind::BLOCK {
         number(&mut b, field::DEVMAJOR, item.dev.0);
         number(&mut b, field::DEVMINOR, item.dev.1);

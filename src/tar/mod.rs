@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod gnu;
+pub mod io;
 pub mod pyheader;
 pub mod reader;
 pub mod store_layer;

@@ -19,10 +19,19 @@ pub struct Member {
 
 /// Lists every member of the tar file at `path`.
 pub fn list(path: &Path) -> Result<Vec<Member>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .len();
+    list_range(path, 0, len)
+}
+
+/// Lists the members of a tar stored at `start..start + len` of the file at `path`
+/// (a layer inside an image archive); data offsets are offsets in that file.
+pub fn list_range(path: &Path, start: u64, len: u64) -> Result<Vec<Member>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let len = file.metadata()?.len();
+    let len = start + len;
     let mut members = Vec::new();
-    let mut offset = 0u64;
+    let mut offset = start;
     let mut pending = Pending::default();
     let mut global: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     while offset + BLOCK <= len {

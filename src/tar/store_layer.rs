@@ -6,12 +6,12 @@
 //! A layer is listed first (metadata only), which gives its exact size; then written
 //! once to any `Write`, reading every file once.
 
+use super::io::{copy_file, write_zeros};
 use super::pyheader::TarInfo;
 use super::walk::{store_path_entries, Entry, Kind};
 use super::{kind, padded, BLOCK, RECORD};
-use anyhow::{bail, Context, Result};
-use std::fs::File;
-use std::io::{Read, Write};
+use anyhow::{Context, Result};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -123,39 +123,4 @@ fn root_dirs(owner: &Owner) -> [TarInfo; 2] {
 fn write(out: &mut dyn Write, bytes: &[u8]) -> Result<u64> {
     out.write_all(bytes).context("cannot write layer")?;
     Ok(bytes.len() as u64)
-}
-
-/// Writes `n` NUL bytes.
-pub fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<u64> {
-    let zeros = [0u8; 4096];
-    let total = n;
-    while n > 0 {
-        let k = n.min(zeros.len() as u64) as usize;
-        out.write_all(&zeros[..k]).context("cannot write layer")?;
-        n -= k as u64;
-    }
-    Ok(total)
-}
-
-/// Copies exactly `size` bytes of `path` and the block padding after them.
-pub fn copy_file(path: &Path, size: u64, out: &mut dyn Write, buf: &mut Vec<u8>) -> Result<u64> {
-    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let chunk = (size as usize).clamp(1, 1 << 20);
-    if buf.len() < chunk {
-        buf.resize(chunk, 0);
-    }
-    let mut left = size;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let got = file
-            .read(&mut buf[..want])
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if got == 0 {
-            bail!("{}: file shrank while being archived", path.display());
-        }
-        out.write_all(&buf[..got]).context("cannot write layer")?;
-        left -= got as u64;
-    }
-    write_zeros(out, padded(size) - size)?;
-    Ok(padded(size))
 }

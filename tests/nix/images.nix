@@ -227,6 +227,30 @@ rec {
     config.Cmd = [ "/bin/hello" ];
   };
 
+  exported = dockerTools.exportImage { fromImage = layered-image; };
+  exported-tagged = dockerTools.exportImage {
+    fromImage = layered-image;
+    fromImageName = "layered-image";
+    fromImageTag = "latest";
+    name = "exported.tar.gz";
+  };
+
+  helpers = dockerTools.buildLayeredImage {
+    name = "helpers";
+    tag = "latest";
+    contents = [
+      dockerTools.binSh
+      dockerTools.usrBinEnv
+      dockerTools.caCertificates
+      (dockerTools.fakeNss.override {
+        extraPasswdLines = [ "alice:x:1000:1000:Alice:/home/alice:/bin/sh" ];
+        extraGroupLines = [ "alice:x:1000:" ];
+      })
+      root
+    ];
+    config.Cmd = [ "/bin/cat" "/etc/passwd" "/etc/group" "/etc/nsswitch.conf" "/etc/ssl/certs/ca-certificates.crt" ];
+  };
+
   stream-layered = dockerTools.streamLayeredImage {
     name = "stream-layered";
     tag = "latest";

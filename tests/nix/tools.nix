@@ -29,6 +29,13 @@ in
     bash = host;
     coreutils = host;
     inherit fakeroot;
+    cacert = derivation {
+      name = "cacert-fixture";
+      inherit system;
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";
+      args = [ "-c" "mkdir -p $out/etc/ssl/certs && echo 'fixture bundle' > $out/etc/ssl/certs/ca-bundle.crt" ];
+    };
     proot = host;
     hostPaths = [ "/usr" "/lib" "/lib64" ];
   };

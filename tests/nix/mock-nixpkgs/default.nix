@@ -28,6 +28,8 @@ let
     bash = "/usr";
     coreutils = "/usr";
     proot = "/usr";
+    shadow = "/usr";
+    cacert = sh { name = "cacert"; args = [ "-c" "mkdir -p $out/etc/ssl/certs && echo bundle > $out/etc/ssl/certs/ca-bundle.crt" ]; };
     fakeroot = sh { name = "fakeroot-host"; args = [ "-c" "mkdir -p $out/bin && ln -s /usr/bin/fakeroot-sysv $out/bin/fakeroot" ]; };
     hello = sh {
       name = "hello-2.12";

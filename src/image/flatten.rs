@@ -1,0 +1,217 @@
+//! `exportImage`: the layers of a docker archive applied in order, whiteouts
+//! (`.wh.<name>`) and opaque directories (`.wh..wh..opq`) included, written as one root
+//! filesystem tar the way nixpkgs' `tar --sort=name --hard-dereference --mtime=@N -cf
+//! layer.tar .` of the mounted image writes it (GNU format, `./` names).
+//!
+//! Nothing is extracted to disk, so nothing can escape: a member whose path goes
+//! through a symlink of the image, or that contains `..`, and device nodes, are refused
+//! with an error naming the member. A leading `/` counts from the image root (nixpkgs'
+//! own layers name members `/nix/store/...`).
+
+use super::base;
+use super::model::Source;
+use crate::tar::gnu::{self, Content, Item};
+use crate::tar::kind;
+use crate::tar::reader::{self, Member};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+type Key = Vec<Vec<u8>>;
+
+/// Writes the flattened root filesystem of `archive` (the image tagged `repo_tag`, or
+/// the first) to `out`, every entry with `mtime`.
+pub fn export(
+    archive: &Path,
+    repo_tag: Option<&str>,
+    mtime: i64,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let image = base::load_tagged(archive, repo_tag)?;
+    let mut tree: BTreeMap<Key, Item> = BTreeMap::new();
+    let mut spills = Vec::new();
+    for layer in &image.layers {
+        let Source::FileRange { path, offset } = &layer.source else {
+            continue;
+        };
+        let (file, start, len, spill) = layer_tar(path, *offset, layer.size)?;
+        spills.extend(spill);
+        let members = reader::list_range(&file, start, len).with_context(|| {
+            format!(
+                "{}: layer {}",
+                archive.display(),
+                String::from_utf8_lossy(&layer.header.name)
+            )
+        })?;
+        apply_layer(&mut tree, &members, &file)
+            .with_context(|| format!("{}", archive.display()))?;
+    }
+    let root = tree.remove(&Vec::new()).unwrap_or_else(|| dir_item(0o755));
+    let mut items = vec![Item {
+        name: b"./".to_vec(),
+        ..root
+    }];
+    for (key, item) in tree {
+        let mut name = b"./".to_vec();
+        name.extend(key.join(&b'/'));
+        if item.kind == kind::DIR {
+            name.push(b'/');
+        }
+        items.push(Item { name, ..item });
+    }
+    gnu::write_items(&items, mtime, out)?;
+    Ok(())
+}
+
+/// A layer's uncompressed tar: in place, or decompressed to a temporary file.
+fn layer_tar(
+    path: &Path,
+    offset: u64,
+    size: u64,
+) -> Result<(PathBuf, u64, u64, Option<tempfile::NamedTempFile>)> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(path)?.read_at(&mut magic, offset)?;
+    if n < 4 || (magic[..2] != [0x1f, 0x8b] && magic != [0x28, 0xb5, 0x2f, 0xfd]) {
+        return Ok((path.to_path_buf(), offset, size, None));
+    }
+    let mut blob = tempfile::NamedTempFile::new()?;
+    let mut buf = vec![0u8; 1 << 20];
+    crate::tar::io::copy_range(path, offset, size, blob.as_file_mut(), &mut buf)?;
+    let (plain, spill) = base::plain_tar(blob.path())?;
+    let len = std::fs::metadata(&plain)?.len();
+    Ok((plain, 0, len, spill.or(Some(blob))))
+}
+
+fn dir_item(mode: u32) -> Item {
+    Item {
+        name: Vec::new(),
+        content: Content::None,
+        kind: kind::DIR,
+        mode,
+        uid: 0,
+        gid: 0,
+        uname: b"root".to_vec(),
+        gname: b"root".to_vec(),
+        size: 0,
+        link: Vec::new(),
+        dev: (0, 0),
+    }
+}
+
+/// Member name to path components: `./`, `/` and empty parts dropped, `..` refused.
+fn key_of(name: &[u8]) -> Result<Key> {
+    let mut key = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => bail!(
+                "member {:?} has a '..' component",
+                String::from_utf8_lossy(name)
+            ),
+            p => key.push(p.to_vec()),
+        }
+    }
+    Ok(key)
+}
+
+fn remove_subtree(tree: &mut BTreeMap<Key, Item>, key: &Key) {
+    let doomed: Vec<Key> = tree
+        .range(key.clone()..)
+        .take_while(|(k, _)| k.starts_with(key))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        tree.remove(&k);
+    }
+}
+
+fn apply_layer(tree: &mut BTreeMap<Key, Item>, members: &[Member], file: &Path) -> Result<()> {
+    let lower: Vec<Key> = tree.keys().cloned().collect();
+    for m in members {
+        let key = key_of(&m.info.name)?;
+        let Some(base) = key.last() else { continue };
+        let parent = key[..key.len() - 1].to_vec();
+        if base.as_slice() == b".wh..wh..opq" {
+            for k in lower
+                .iter()
+                .filter(|k| k.len() > parent.len() && k.starts_with(&parent))
+            {
+                tree.remove(k);
+            }
+        } else if let Some(hidden) = base.strip_prefix(b".wh.") {
+            let mut target = parent.clone();
+            target.push(hidden.to_vec());
+            remove_subtree(tree, &target);
+        }
+    }
+    for m in members {
+        let name = String::from_utf8_lossy(&m.info.name).into_owned();
+        let key = key_of(&m.info.name)?;
+        if key.last().is_some_and(|b| b.starts_with(b".wh.")) {
+            continue;
+        }
+        for depth in 1..key.len() {
+            match tree.get(&key[..depth]) {
+                Some(p) if p.kind == kind::SYMLINK => bail!(
+                    "member {name:?} goes through the symlink /{}",
+                    String::from_utf8_lossy(&key[..depth].join(&b'/'))
+                ),
+                Some(p) if p.kind != kind::DIR => bail!("member {name:?} is below a non-directory"),
+                Some(_) => {}
+                None => {
+                    tree.insert(key[..depth].to_vec(), dir_item(0o755));
+                }
+            }
+        }
+        let item = item_of(tree, m, file, &name)?;
+        if item.kind != kind::DIR || tree.get(&key).is_some_and(|old| old.kind != kind::DIR) {
+            remove_subtree(tree, &key);
+        }
+        tree.insert(key, item);
+    }
+    Ok(())
+}
+
+fn item_of(tree: &BTreeMap<Key, Item>, m: &Member, file: &Path, name: &str) -> Result<Item> {
+    let i = &m.info;
+    let mut item = Item {
+        name: Vec::new(),
+        content: Content::None,
+        kind: i.kind,
+        mode: i.mode & 0o7777,
+        uid: i.uid,
+        gid: i.gid,
+        uname: i.uname.clone(),
+        gname: i.gname.clone(),
+        size: 0,
+        link: Vec::new(),
+        dev: (0, 0),
+    };
+    match i.kind {
+        kind::REG | 0 | b'7' => {
+            item.kind = kind::REG;
+            item.size = i.size;
+            item.content = Content::Range(file.to_path_buf(), m.data_offset);
+        }
+        kind::DIR | kind::FIFO => {}
+        kind::SYMLINK => item.link = i.linkname.clone(),
+        b'1' => {
+            let target = key_of(&i.linkname)?;
+            let t = tree
+                .get(&target)
+                .filter(|t| t.kind == kind::REG)
+                .with_context(|| {
+                    format!(
+                        "member {name:?} links to {:?}, which is not a file of the image",
+                        String::from_utf8_lossy(&i.linkname)
+                    )
+                })?;
+            return Ok(t.clone());
+        }
+        kind::CHAR | kind::BLOCK => bail!("member {name:?} is a device node"),
+        other => bail!("member {name:?} has unsupported type {:?}", other as char),
+    }
+    Ok(item)
+}
