@@ -91,9 +91,15 @@ fn flake_lib_gives_the_builders_for_a_pkgs() {
     assert_eq!(
         v,
         serde_json::json!([
+            "binSh",
             "buildLayeredImage",
             "buildLayeredImageWithNixDb",
-            "streamLayeredImage"
+            "caCertificates",
+            "exportImage",
+            "fakeNss",
+            "shadowSetup",
+            "streamLayeredImage",
+            "usrBinEnv"
         ])
     );
 }
