@@ -264,9 +264,12 @@ let
         if fromImageName != null && fromImageTag != null then "--image ${fromImageName}:${fromImageTag}" else "";
     in
     run name ''stevedore export-image ${fromImage} ${select} -o "$out"'' { };
+  # mergeImages: one archive holding all the images, compressed as the last one is.
+  mergeImages =
+    images: run "merge-docker-images" ''stevedore merge-images -o "$out" ${concatStringsSep " " (map toString images)}'' { };
 in
 {
-  inherit streamLayeredImage buildLayeredImage exportImage fakeNss;
+  inherit streamLayeredImage buildLayeredImage exportImage fakeNss mergeImages;
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
 
   binSh = linkTree "bin-sh" { "bin/sh" = "${bash}/bin/bash"; };

@@ -126,6 +126,16 @@ enum Command {
         #[arg(long)]
         mtime: Option<i64>,
     },
+    /// Merge docker archives into one holding every image (mergeImages), compressed as
+    /// the last input is.
+    MergeImages {
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        images: Vec<PathBuf>,
+        /// mtime of every entry (default: $SOURCE_DATE_EPOCH, else 315532800).
+        #[arg(long)]
+        mtime: Option<i64>,
+    },
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
     NixConf,
@@ -205,6 +215,22 @@ fn run(cli: Cli) -> Result<()> {
             stevedore::image::output::customisation_layer(&dir, &output, &opts)
         }
         Command::NixConf => stevedore::derivation::conf::run(),
+        Command::MergeImages {
+            output,
+            images,
+            mtime,
+        } => {
+            let mtime = mtime.unwrap_or_else(source_date_epoch);
+            let plain = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+            let mut w = std::io::BufWriter::new(plain.as_file());
+            let compressor = stevedore::image::merge::merge(&images, mtime, 0o022, &mut w)?;
+            std::io::Write::flush(&mut w)?;
+            drop(w);
+            output::write_atomically(&output, |file| {
+                let mut input = std::fs::File::open(plain.path())?;
+                docker_archive::compress_file(&mut input, file, compressor)
+            })
+        }
         Command::ExportImage {
             archive,
             output,

@@ -507,3 +507,79 @@ fn environment_helpers_have_nixpkgs_contents() {
             .ends_with("etc/ssl/certs/ca-bundle.crt"));
     }
 }
+
+/// An uncompressed copy of a built archive, whatever its compression.
+fn decompressed(built: &Path, dir: &Path, name: &str) -> PathBuf {
+    let head = std::fs::read(built).unwrap();
+    let bytes = match head.get(..4) {
+        Some([0x1f, 0x8b, ..]) => run(Command::new("gzip").arg("-dc").arg(built)).stdout,
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => run(Command::new("zstd").arg("-dc").arg(built)).stdout,
+        _ => head,
+    };
+    let out = dir.join(name);
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+#[test]
+fn merged_images_load_each_image_and_keep_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let merged = build("merged");
+    assert!(merged.to_string_lossy().ends_with("-merge-docker-images"));
+    assert_eq!(
+        &std::fs::read(&merged).unwrap()[..4],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+        "zstd, as the last input"
+    );
+    let tar = decompressed(&merged, dir.path(), "merged.tar");
+    let tags: Vec<String> = manifest(&tar)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["RepoTags"][0].as_str().unwrap().to_string())
+        .collect();
+    let no_tag = format!("bash-no-tag-layered:{}", eval("no-tag-layered.imageTag"));
+    assert_eq!(
+        tags,
+        [
+            "layered-image:latest",
+            "layered-image-with-fake-root-commands:latest",
+            no_tag.as_str(),
+            "zstd:x"
+        ]
+    );
+    for tag in &tags {
+        run(Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("docker-archive:{}:{tag}", tar.display())));
+    }
+    let oci = dir.path().join("oci");
+    run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--quiet"])
+        .arg(format!(
+            "docker-archive:{}:layered-image-with-fake-root-commands:latest",
+            tar.display()
+        ))
+        .arg(format!("oci:{}:x", oci.display())));
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:x", oci.display()))
+        .arg(&bundle));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(bundle.join("rootfs/home/alice"))
+            .unwrap()
+            .uid(),
+        1000
+    );
+    let listing = stdout(Command::new("tar").args(["-tvf"]).arg(&tar));
+    assert!(
+        listing.lines().all(|l| l.contains(" root/root ")),
+        "{listing}"
+    );
+    let gz = build("merged-gz-last");
+    assert_eq!(&std::fs::read(&gz).unwrap()[..2], &[0x1f, 0x8b]);
+    let gz_tar = decompressed(&gz, dir.path(), "gz.tar");
+    assert_eq!(manifest(&gz_tar).as_array().unwrap().len(), 3);
+}

@@ -97,6 +97,7 @@ fn flake_lib_gives_the_builders_for_a_pkgs() {
             "caCertificates",
             "exportImage",
             "fakeNss",
+            "mergeImages",
             "shadowSetup",
             "streamLayeredImage",
             "usrBinEnv"

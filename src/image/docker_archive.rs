@@ -87,24 +87,50 @@ pub enum Compressor {
 }
 
 /// Writes `image` into `file`, compressed as asked: uncompressed archives are laid out
-/// and filled in parallel; compressed ones are streamed through the encoder (gzip
-/// without name or time; zstd level 3 on all threads).
+/// and filled in parallel; compressed ones are streamed through the encoder.
 pub fn write_compressed(image: &Image, file: &File, compressor: Compressor) -> Result<()> {
     match compressor {
         Compressor::None => write_file(image, file).map(|_| ()),
+        _ => encode_into(file, compressor, |w| write_stream(image, w).map(|_| ())),
+    }
+}
+
+/// Copies `input` into `file`, compressed as asked.
+pub fn compress_file(input: &mut dyn Read, file: &File, compressor: Compressor) -> Result<()> {
+    encode_into(file, compressor, |w| {
+        std::io::copy(input, w)
+            .map(|_| ())
+            .context("cannot write output")
+    })
+}
+
+/// Runs `write` on an encoder into `file`: gzip without name or time, zstd level 3 on
+/// all threads, or none.
+fn encode_into(
+    file: &File,
+    compressor: Compressor,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let out = BufWriter::new(file);
+    let mut out = match compressor {
+        Compressor::None => {
+            let mut out = out;
+            write(&mut out)?;
+            return out.flush().context("cannot write output");
+        }
         Compressor::Gz => {
-            let mut enc =
-                flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default());
-            write_stream(image, &mut enc)?;
-            enc.finish()?.flush().context("cannot write output")
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            write(&mut enc)?;
+            enc.finish()?
         }
         Compressor::Zstd => {
-            let mut enc = zstd::Encoder::new(BufWriter::new(file), 3)?;
+            let mut enc = zstd::Encoder::new(out, 3)?;
             enc.multithread(rayon::current_num_threads() as u32)?;
-            write_stream(image, &mut enc)?;
-            enc.finish()?.flush().context("cannot write output")
+            write(&mut enc)?;
+            enc.finish()?
         }
-    }
+    };
+    out.flush().context("cannot write output")
 }
 
 /// Writes `image` as a docker archive into `file` (which should be empty), producing

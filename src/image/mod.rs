@@ -8,6 +8,7 @@ pub mod docker_archive;
 pub mod flatten;
 pub mod hashing;
 pub mod layered;
+pub mod merge;
 pub mod model;
 pub mod output;
 pub mod pyjson;

@@ -235,6 +235,9 @@ rec {
     name = "exported.tar.gz";
   };
 
+  merged = dockerTools.mergeImages [ layered-image fake-root no-tag-layered zstd ];
+  merged-gz-last = dockerTools.mergeImages [ zstd uncompressed gz ];
+
   helpers = dockerTools.buildLayeredImage {
     name = "helpers";
     tag = "latest";
