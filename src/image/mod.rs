@@ -7,6 +7,7 @@ pub mod config;
 pub mod docker_archive;
 pub mod flatten;
 pub mod hashing;
+pub mod jsonfmt;
 pub mod layered;
 pub mod merge;
 pub mod model;
