@@ -264,12 +264,96 @@ let
         if fromImageName != null && fromImageTag != null then "--image ${fromImageName}:${fromImageTag}" else "";
     in
     run name ''stevedore export-image ${fromImage} ${select} -o "$out"'' { };
+  # buildImage: one layer (copyToRoot, extraCommands) on top of fromImage, in nixpkgs'
+  # Docker 1.0 format (`<id>/{VERSION,json,layer.tar}`, TarSum checksums, repositories).
+  buildImage = makeOverridable (
+    args@{
+      name,
+      tag ? null,
+      fromImage ? null,
+      fromImageName ? null,
+      fromImageTag ? null,
+      copyToRoot ? null,
+      keepContentsDirlinks ? false,
+      config ? null,
+      architecture ? defaultArchitecture,
+      variant ? defaultVariant,
+      extraCommands ? "",
+      uid ? 0,
+      gid ? 0,
+      runAsRoot ? null,
+      diskSize ? 1024,
+      buildVMMemorySize ? 512,
+      created ? "1970-01-01T00:00:01Z",
+      compressor ? "gz",
+      includeNixDB ? false,
+      contents ? null,
+      meta ? { },
+    }:
+    assert contents != null && copyToRoot != null -> throw "in docker image ${name}: You can not specify both contents and copyToRoot.";
+    assert runAsRoot != null -> throw "stevedore: buildImage's runAsRoot is not supported yet (in docker image ${name})";
+    let
+      baseName = baseNameOf name;
+      ext = compressorExt name compressor;
+      rootContents =
+        if contents != null then
+          builtins.trace "warning: in docker image ${name}: The contents parameter is deprecated. Change to copyToRoot if the contents are designed to be copied to the root filesystem, such as when you use `buildEnv` or similar between contents and your packages. Use copyToRoot = buildEnv { ... }; or similar if you intend to add packages to /bin." contents
+        else
+          copyToRoot;
+      rootList = if rootContents == null then [ ] else if isList rootContents then rootContents else [ rootContents ];
+
+      # The image's JSON as Nix writes it; "now" becomes the build time (UTC, seconds).
+      baseJson = run "${baseName}-config.json" ''
+        json=$(<"$jsonPath")
+        ${if created == "now" then ''json=''${json/\"created\":\"now\"/\"created\":\"$(TZ=UTC date --iso-8601=seconds)\"}'' else ""}
+        printf '%s' "$json" > "$out"
+      '' {
+        json = toJSON {
+          inherit created config architecture variant;
+          preferLocalBuild = true;
+          os = "linux";
+        };
+        passAsFile = [ "json" ];
+      };
+
+      layer = derivation {
+        name = "docker-layer-${baseName}";
+        inherit system storeDir extraCommands uid gid keepContentsDirlinks includeNixDB baseJson;
+        builder = "${bash}/bin/bash";
+        args = [ ./pure-layer.sh ];
+        __structuredAttrs = true;
+        PATH = toolPath;
+        copyToRoot = rootList;
+        exportReferencesGraph.dbGraph = if includeNixDB then rootList else [ ];
+      };
+
+      result = derivation {
+        name = "docker-image-${baseName}.tar${ext}";
+        inherit system storeDir fromImage fromImageName fromImageTag tag compressor layer baseJson;
+        builder = "${bash}/bin/bash";
+        args = [ "-c" "${helper} nix-build-image" ];
+        __structuredAttrs = true;
+        PATH = toolPath;
+        imageName = toLower name;
+        exportReferencesGraph.closure = [ layer ];
+      };
+
+      imageTag =
+        if tag != null then tag else substring 0 32 (baseNameOf (unsafeDiscardStringContext result.outPath));
+    in
+    finish (result // { inherit imageTag; imageName = toLower name; }) {
+      buildArgs = args;
+      inherit layer imageTag;
+    } meta
+  );
+
   # mergeImages: one archive holding all the images, compressed as the last one is.
   mergeImages =
     images: run "merge-docker-images" ''stevedore merge-images -o "$out" ${concatStringsSep " " (map toString images)}'' { };
 in
 {
-  inherit streamLayeredImage buildLayeredImage exportImage fakeNss mergeImages;
+  inherit streamLayeredImage buildLayeredImage buildImage exportImage fakeNss mergeImages;
+  buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
 
   binSh = linkTree "bin-sh" { "bin/sh" = "${bash}/bin/bash"; };

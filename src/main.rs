@@ -136,9 +136,35 @@ enum Command {
         #[arg(long)]
         mtime: Option<i64>,
     },
+    /// Copy directories' contents into DEST as buildImage's copyToRoot (rsync -a -k).
+    CopyToRoot {
+        dest: PathBuf,
+        items: Vec<PathBuf>,
+        /// rsync -K: keep symlinks to directories in DEST (default: -k).
+        #[arg(long)]
+        keep_dirlinks: bool,
+    },
+    /// buildImage's layer: OUT/layer.tar of DIR, OUT/json (base json + TarSum), OUT/VERSION.
+    ImageLayer {
+        dir: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        #[arg(long)]
+        base_json: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        uid: u64,
+        #[arg(long, default_value_t = 0)]
+        gid: u64,
+        /// mtime of every entry (default: $SOURCE_DATE_EPOCH, else 315532800).
+        #[arg(long)]
+        mtime: Option<i64>,
+    },
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
     NixConf,
+    /// Builder of nix/default.nix's buildImage result (reads .attrs.json).
+    #[command(hide = true)]
+    NixBuildImage,
 }
 
 fn main() {
@@ -211,10 +237,31 @@ fn run(cli: Cli) -> Result<()> {
                 group,
                 faked,
                 exclude: exclude.into_iter().map(String::into_bytes).collect(),
+                names: false,
             };
             stevedore::image::output::customisation_layer(&dir, &output, &opts)
         }
         Command::NixConf => stevedore::derivation::conf::run(),
+        Command::NixBuildImage => stevedore::derivation::build_image::run(),
+        Command::CopyToRoot {
+            dest,
+            items,
+            keep_dirlinks,
+        } => {
+            let refs: Vec<&Path> = items.iter().map(PathBuf::as_path).collect();
+            stevedore::contents::copy_to_root(&dest, &refs, keep_dirlinks)
+        }
+        Command::ImageLayer {
+            dir,
+            output,
+            base_json,
+            uid,
+            gid,
+            mtime,
+        } => {
+            let mtime = mtime.unwrap_or_else(source_date_epoch);
+            stevedore::image::legacy_layer::write(&dir, &base_json, uid, gid, mtime, &output)
+        }
         Command::MergeImages {
             output,
             images,

@@ -583,3 +583,257 @@ fn merged_images_load_each_image_and_keep_owners() {
     let gz_tar = decompressed(&gz, dir.path(), "gz.tar");
     assert_eq!(manifest(&gz_tar).as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn build_image_layer_equals_rsync_then_gnu_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = build("bash-image.layer");
+    let root = build("root");
+    let tree = dir.path().join("layer");
+    std::fs::create_dir(&tree).unwrap();
+    run(Command::new("rsync")
+        .args(["-ak", "--chown=0:0"])
+        .arg(format!("{}/", root.display()))
+        .arg(format!("{}/", tree.display())));
+    run(Command::new("chmod").arg("ug+w").arg(&tree));
+    let gnu = dir.path().join("gnu.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .args([
+            "--hard-dereference",
+            "--sort=name",
+            "--mtime=@315532800",
+            "--owner=0",
+            "--group=0",
+            "-cf",
+        ])
+        .arg(&gnu)
+        .arg("."));
+    assert!(std::fs::read(&gnu).unwrap() == std::fs::read(layer.join("layer.tar")).unwrap());
+    let checksum = stdout(
+        stevedore()
+            .arg("tarsum")
+            .stdin(std::fs::File::open(&gnu).unwrap()),
+    );
+    let json = read_json(&layer.join("json"));
+    assert_eq!(json["checksum"], checksum.trim());
+    assert_eq!(
+        std::fs::read_to_string(layer.join("VERSION")).unwrap(),
+        "1.0"
+    );
+    let jshon =
+        stdout(Command::new("jshon").stdin(std::fs::File::open(layer.join("json")).unwrap()));
+    assert_eq!(std::fs::read_to_string(layer.join("json")).unwrap(), jshon);
+}
+
+#[test]
+fn build_image_runs_and_has_nixpkgs_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("bash-image", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
+    let m = manifest(&tar);
+    let layer_tar = m[0]["Layers"][0].as_str().unwrap().to_string();
+    let id = layer_tar.trim_end_matches("/layer.tar").to_string();
+    let json_bytes = tar_member(&tar, &format!("{id}/json"));
+    let json: Value = serde_json::from_slice(&json_bytes).unwrap();
+    assert_eq!(json["id"], id.as_str());
+    assert_eq!(json["Size"], tar_member(&tar, &layer_tar).len());
+    assert_eq!(tar_member(&tar, &format!("{id}/VERSION")), b"1.0");
+    let repos: Value = serde_json::from_slice(&tar_member(&tar, "repositories")).unwrap();
+    assert_eq!(repos, serde_json::json!({"bash": {"latest": id}}));
+    let config_name = m[0]["Config"].as_str().unwrap();
+    let config_bytes = tar_member(&tar, config_name);
+    let jq = run(Command::new("jq")
+        .arg(".")
+        .arg(write_tmp(dir.path(), "c.json", &config_bytes)))
+    .stdout;
+    assert_eq!(config_bytes, jq, "jq's format");
+    let config: Value = serde_json::from_slice(&config_bytes).unwrap();
+    let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "architecture",
+            "config",
+            "created",
+            "os",
+            "preferLocalBuild",
+            "variant",
+            "rootfs",
+            "history"
+        ]
+    );
+    assert_eq!(config["config"]["Env"], serde_json::json!([]));
+    let listing = stdout(Command::new("tar").arg("-tvf").arg(&tar));
+    assert!(
+        listing.lines().all(|l| l.contains(" root/root ")),
+        "{listing}"
+    );
+    assert!(
+        listing.lines().next().unwrap().starts_with("dr-xr-xr-x")
+            && listing.lines().next().unwrap().ends_with(" ./")
+    );
+    let inner = stdout(Command::new("tar").arg("-tf").arg(write_tmp(
+        dir.path(),
+        "l.tar",
+        &tar_member(&tar, &layer_tar),
+    )));
+    assert!(
+        inner.contains("\n./nix/\n./nix/store/\nnix/store/"),
+        "{inner}"
+    );
+}
+
+fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn build_image_chains_apply_upper_layers_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("layers-order", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "layer1\nlayer2\nlayer3\n");
+    let m = manifest(&tar);
+    assert_eq!(m[0]["Layers"].as_array().unwrap().len(), 3);
+    let l2 = decompressed(&build("layer2"), dir.path(), "l2.tar");
+    let parent_config = manifest(&l2)[0]["Config"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(".json")
+        .to_string();
+    let top = m[0]["Layers"][2]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/layer.tar")
+        .to_string();
+    let json: Value = serde_json::from_slice(&tar_member(&tar, &format!("{top}/json"))).unwrap();
+    assert_eq!(json["parent"], parent_config.as_str());
+}
+
+#[test]
+fn build_image_env_is_appended_to_the_base_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("env-child", dir.path());
+    assert_eq!(
+        config(&tar)["config"]["Env"],
+        serde_json::json!([
+            "FROM_PARENT=true",
+            "LAST_LAYER=parent",
+            "FROM_CHILD=true",
+            "LAST_LAYER=child"
+        ])
+    );
+    let out = run_image(&tar, dir.path());
+    assert!(
+        out.contains("FROM_PARENT=true\n")
+            && out.contains("FROM_CHILD=true\n")
+            && out.contains("LAST_LAYER=child\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn build_image_tags_names_compressors_and_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = eval("build-no-tag.imageTag");
+    let tar = archive("build-no-tag", dir.path());
+    assert_eq!(
+        manifest(&tar)[0]["RepoTags"],
+        serde_json::json!([format!("bash-no-tag:{tag}")])
+    );
+    for attr in ["build-uncompressed", "build-zstd", "build-prefixed"] {
+        let tar = archive(attr, dir.path());
+        assert_eq!(
+            run_image(&tar, &dir.path().join(attr)),
+            "Hello, world!\n",
+            "{attr}"
+        );
+    }
+    assert!(build("build-uncompressed")
+        .to_string_lossy()
+        .ends_with("docker-image-bash-uncompressed.tar"));
+    assert!(build("build-zstd").to_string_lossy().ends_with(".tar.zst"));
+    let prefixed = archive("build-prefixed", dir.path());
+    assert_eq!(
+        manifest(&prefixed)[0]["RepoTags"],
+        serde_json::json!(["registry-1.docker.io/image:latest"])
+    );
+    assert!(String::from_utf8(tar_member(&prefixed, "repositories"))
+        .unwrap()
+        .contains("\"registry-1.docker.io\\/image\""));
+    let with_path = archive("build-with-path", dir.path());
+    assert_eq!(
+        run_image(&with_path, &dir.path().join("p")),
+        "hello from test-dummy\n"
+    );
+    assert_eq!(
+        config(&archive("build-arm64", dir.path()))["architecture"],
+        "arm64"
+    );
+    let created = config(&archive("build-now", dir.path()))["created"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        created.ends_with("+00:00") && !created.starts_with("1970"),
+        "{created}"
+    );
+}
+
+#[test]
+fn build_image_and_layered_images_stack_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_layered = archive("build-on-layered", dir.path());
+    assert_eq!(
+        manifest(&on_layered)[0]["Layers"].as_array().unwrap().len(),
+        4
+    );
+    assert_eq!(
+        run_image(&on_layered, &dir.path().join("a")),
+        "This is an example file from extraCommands\non-top\n"
+    );
+    let on_build = archive("layered-on-build", dir.path());
+    assert_eq!(
+        run_image(&on_build, &dir.path().join("b")),
+        "greetings from both\n"
+    );
+}
+
+#[test]
+fn build_image_with_nix_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("build-nix-db", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "Hello, world!\n");
+    let rootfs = dir.path().join("bundle/rootfs");
+    let store = format!("local?root={}", rootfs.display());
+    run(Command::new("nix-store").args(["--store", &store, "--verify", "--check-contents"]));
+    let refs = stdout(
+        Command::new("nix-store")
+            .args(["--store", &store, "-q", "--references"])
+            .arg(build("hello")),
+    );
+    assert_eq!(refs.trim(), build("busybox").display().to_string());
+}
+
+#[test]
+fn build_image_argument_errors() {
+    let _nix = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    let eval_err = |args: &str| {
+        let expr = format!(
+            "((import {}/tests/nix/tools.nix {{ stevedoreBin = \"/dev/null\"; }}).dockerTools.buildImage {{ name = \"x\"; {args} }}).drvPath",
+            root().display()
+        );
+        let out = Command::new("nix-instantiate")
+            .args(["--eval", "-E", &expr])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(eval_err("contents = [ ]; copyToRoot = [ ];")
+        .contains("You can not specify both contents and copyToRoot"));
+    assert!(eval_err("runAsRoot = \"true\";").contains("runAsRoot is not supported yet"));
+}

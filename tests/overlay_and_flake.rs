@@ -39,14 +39,14 @@ const FLAKE: &str = "(import ./tests/nix/flake-outputs.nix)";
 #[test]
 fn overlay_replaces_layered_builders_and_keeps_the_rest() {
     let v = eval(&format!(
-        "let p = {PKGS}; in [ p.dockerTools.pullImage p.dockerTools.buildImage p.stevedore.name \
+        "let p = {PKGS}; in [ p.dockerTools.pullImage (p.dockerTools.buildImage {{ name = \"y\"; }}).name p.stevedore.name \
          (p.dockerTools.buildLayeredImage {{ name = \"x\"; }}).name ]"
     ));
     assert_eq!(
         v,
         serde_json::json!([
             "prev pullImage",
-            "prev buildImage",
+            "docker-image-y.tar.gz",
             "stevedore-0.1.0",
             "x.tar.gz"
         ])
@@ -92,6 +92,8 @@ fn flake_lib_gives_the_builders_for_a_pkgs() {
         v,
         serde_json::json!([
             "binSh",
+            "buildImage",
+            "buildImageWithNixDb",
             "buildLayeredImage",
             "buildLayeredImageWithNixDb",
             "caCertificates",

@@ -2,5 +2,6 @@
 //! reads the derivation's structured attributes (`.attrs.json`) and writes its outputs.
 
 pub mod attrs;
+pub mod build_image;
 pub mod conf;
 pub mod nix_db;

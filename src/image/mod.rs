@@ -9,6 +9,7 @@ pub mod flatten;
 pub mod hashing;
 pub mod jsonfmt;
 pub mod layered;
+pub mod legacy_layer;
 pub mod merge;
 pub mod model;
 pub mod output;

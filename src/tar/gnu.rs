@@ -9,6 +9,7 @@
 use super::block::{field, Block, GNU_MAGIC};
 use super::io::{copy_file, copy_range, write_zeros};
 use super::{kind, padded, BLOCK, RECORD};
+use crate::tarsum::{Entry as TarsumEntry, EntryHasher, TarSum};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::io::Write;
@@ -39,6 +40,8 @@ pub struct GnuOptions {
     pub faked: Option<HashMap<(u64, u64), Faked>>,
     /// `--exclude=NAME` patterns, matched against whole member names (e.g. `./proc`).
     pub exclude: Vec<Vec<u8>>,
+    /// Write owner names (no `--numeric-owner`), as the Nix build sandbox names them.
+    pub names: bool,
 }
 
 /// Reads a `fakeroot -s` state file.
@@ -101,31 +104,81 @@ pub struct Item {
 
 /// Archives the directory `root` into `out`; returns the number of bytes written.
 pub fn write_dir(root: &Path, opts: &GnuOptions, out: &mut dyn Write) -> Result<u64> {
+    write_items(&collect_dir(root, opts)?, opts.mtime, out)
+}
+
+/// As [`write_dir`], also computing the archive's TarSum as it is written.
+pub fn write_dir_summed(
+    root: &Path,
+    opts: &GnuOptions,
+    out: &mut dyn Write,
+    sum: &mut TarSum,
+) -> Result<u64> {
+    write_items_summed(&collect_dir(root, opts)?, opts.mtime, out, Some(sum))
+}
+
+fn collect_dir(root: &Path, opts: &GnuOptions) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     collect(root, b"./".to_vec(), opts, &mut items)?;
-    write_items(&items, opts.mtime, out)
+    if opts.names {
+        for item in &mut items {
+            (item.uname, item.gname) = sandbox_names(item.uid, item.gid);
+        }
+    }
+    Ok(items)
 }
 
 /// Writes `items` in order, every entry with `mtime`; returns the bytes written.
 pub fn write_items(items: &[Item], mtime: i64, out: &mut dyn Write) -> Result<u64> {
+    write_items_summed(items, mtime, out, None)
+}
+
+/// As [`write_items`], also feeding every entry to `tarsum` as it is written.
+pub fn write_items_summed(
+    items: &[Item],
+    mtime: i64,
+    out: &mut dyn Write,
+    tarsum: Option<&mut TarSum>,
+) -> Result<u64> {
+    append_items(items, mtime, out, tarsum, 0)
+}
+
+/// Writes `items` after `start` bytes of an archive that `out` continues (as `tar -r`
+/// does after the last member), then the end blocks and the padding to a whole record
+/// counted from the archive's start; returns the bytes written by this call.
+pub fn append_items(
+    items: &[Item],
+    mtime: i64,
+    out: &mut dyn Write,
+    mut tarsum: Option<&mut TarSum>,
+    start: u64,
+) -> Result<u64> {
     let mut written = 0u64;
     let mut buf = Vec::new();
     for item in items {
         let header = encode(item, mtime);
         out.write_all(&header).context("cannot write layer")?;
         written += header.len() as u64;
+        let mut tee = Tee {
+            out: &mut *out,
+            hasher: tarsum.as_ref().map(|t| t.entry(&tarsum_entry(item, mtime))),
+        };
         match &item.content {
-            Content::File(path) => written += copy_file(path, item.size, out, &mut buf)?,
+            Content::File(path) => written += copy_file(path, item.size, &mut tee, &mut buf)?,
             Content::Range(path, offset) => {
                 buf.resize(1 << 20, 0);
-                copy_range(path, *offset, item.size, out, &mut buf)?;
-                written += item.size + write_zeros(out, padded(item.size) - item.size)?;
+                copy_range(path, *offset, item.size, &mut tee, &mut buf)?;
+                written += item.size;
             }
             Content::None => {}
         }
+        written += write_zeros(tee.out, padded(item.size) - item.size)?;
+        if let (Some(t), Some(h)) = (tarsum.as_deref_mut(), tee.hasher) {
+            t.add(h);
+        }
     }
-    let total = (written + 2 * BLOCK).div_ceil(RECORD) * RECORD;
-    written += write_zeros(out, total - written)?;
+    let total = (start + written + 2 * BLOCK).div_ceil(RECORD) * RECORD;
+    written += write_zeros(out, total - start - written)?;
     Ok(written)
 }
 
@@ -156,6 +209,17 @@ fn collect(path: &Path, name: Vec<u8>, opts: &GnuOptions, items: &mut Vec<Item>)
         }
     }
     Ok(())
+}
+
+/// The entry GNU tar makes for `path` under the member name `name` (sockets: none).
+pub fn item_for_path(path: &Path, name: Vec<u8>, opts: &GnuOptions) -> Result<Option<Item>> {
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("{}: cannot stat", path.display()))?;
+    let mut found = item(path, name, &meta, opts)?;
+    if let (true, Some(i)) = (opts.names, found.as_mut()) {
+        (i.uname, i.gname) = sandbox_names(i.uid, i.gid);
+    }
+    Ok(found)
 }
 
 fn item(
@@ -217,6 +281,68 @@ fn item(
         link,
         dev: (dev_major(rdev), dev_minor(rdev)),
     }))
+}
+
+/// Passes an entry's body on and, for a TarSum, hashes it.
+struct Tee<'a> {
+    out: &'a mut dyn Write,
+    hasher: Option<EntryHasher>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn tarsum_entry(item: &Item, mtime: i64) -> TarsumEntry {
+    TarsumEntry {
+        name: item.name.clone(),
+        mode: item.mode as i64,
+        uid: item.uid as i64,
+        gid: item.gid as i64,
+        size: item.size as i64,
+        mtime,
+        typeflag: item.kind,
+        linkname: item.link.clone(),
+        devmajor: if matches!(item.kind, kind::CHAR | kind::BLOCK) {
+            item.dev.0 as i64
+        } else {
+            0
+        },
+        devminor: if matches!(item.kind, kind::CHAR | kind::BLOCK) {
+            item.dev.1 as i64
+        } else {
+            0
+        },
+        xattrs: Vec::new(),
+    }
+}
+
+/// The user and group names GNU tar writes for `--owner=N --group=N` inside Nix's build
+/// sandbox, whose /etc/passwd and /etc/group hold only root, nixbld and nobody.
+pub fn sandbox_names(uid: u64, gid: u64) -> (Vec<u8>, Vec<u8>) {
+    let user: &[u8] = match uid {
+        0 => b"root",
+        1000 => b"nixbld",
+        65534 => b"nobody",
+        _ => b"",
+    };
+    let group: &[u8] = match gid {
+        0 => b"root",
+        100 => b"nixbld",
+        65534 => b"nogroup",
+        _ => b"",
+    };
+    (user.to_vec(), group.to_vec())
 }
 
 fn dev_major(rdev: u64) -> u64 {

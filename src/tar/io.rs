@@ -1,6 +1,5 @@
 //! Copying file contents into archives: exact lengths, block padding, clear errors.
 
-use super::padded;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,7 +18,7 @@ pub fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<u64> {
     Ok(total)
 }
 
-/// Copies exactly `size` bytes of `path` and the block padding after them.
+/// Copies exactly `size` bytes of `path` (no padding).
 pub fn copy_file(path: &Path, size: u64, out: &mut dyn Write, buf: &mut Vec<u8>) -> Result<u64> {
     let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let chunk = (size as usize).clamp(1, 1 << 20);
@@ -38,8 +37,7 @@ pub fn copy_file(path: &Path, size: u64, out: &mut dyn Write, buf: &mut Vec<u8>)
         out.write_all(&buf[..got]).context("cannot write layer")?;
         left -= got as u64;
     }
-    write_zeros(out, padded(size) - size)?;
-    Ok(padded(size))
+    Ok(size)
 }
 
 /// Copies `size` bytes of `path` starting at `offset` (no padding).

@@ -233,3 +233,20 @@ fn parse_pax(body: &[u8], global: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8
     }
     records
 }
+
+/// Where a tar file's end-of-archive blocks start (the first all-zero header block).
+pub fn data_end(path: &Path) -> Result<u64> {
+    let members = list(path)?;
+    Ok(members
+        .iter()
+        .map(|m| {
+            m.data_offset
+                + if has_data(m.info.kind) {
+                    padded(m.info.size)
+                } else {
+                    0
+                }
+        })
+        .max()
+        .unwrap_or(0))
+}

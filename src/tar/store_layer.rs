@@ -87,6 +87,7 @@ impl StoreLayer {
             written += write(out, &self.info(e).encode())?;
             if e.kind == Kind::File {
                 written += copy_file(&e.path, e.size, out, buf)?;
+                written += write_zeros(out, padded(e.size) - e.size)?;
             }
         }
         let end = self.size - written;

@@ -254,6 +254,90 @@ rec {
     config.Cmd = [ "/bin/cat" "/etc/passwd" "/etc/group" "/etc/nsswitch.conf" "/etc/ssl/certs/ca-certificates.crt" ];
   };
 
+  # buildImage (nixpkgs' Docker 1.0 format).
+  bash-image = dockerTools.buildImage {
+    name = "bash";
+    tag = "latest";
+    copyToRoot = root;
+    config.Cmd = [ "/bin/hello" ];
+  };
+  build-no-tag = dockerTools.buildImage { name = "bash-no-tag"; copyToRoot = root; };
+  build-uncompressed = dockerTools.buildImage { name = "bash-uncompressed"; tag = "x"; compressor = "none"; copyToRoot = root; config.Cmd = [ "/bin/hello" ]; };
+  build-zstd = dockerTools.buildImage { name = "bash-zstd"; tag = "x"; compressor = "zstd"; copyToRoot = root; config.Cmd = [ "/bin/hello" ]; };
+  build-prefixed = dockerTools.buildImage { name = "registry-1.docker.io/image"; tag = "latest"; copyToRoot = root; config.Cmd = [ "/bin/hello" ]; };
+  build-with-path = dockerTools.buildImage { name = "build-image-with-path"; tag = "latest"; copyToRoot = [ root ./test-dummy ]; config.Cmd = [ "/bin/cat" "/hello.txt" ]; };
+  build-arm64 = dockerTools.buildImage { name = "build-image-with-architecture"; tag = "latest"; architecture = "arm64"; copyToRoot = root; };
+  build-now = dockerTools.buildImage { name = "unstable-date"; tag = "latest"; created = "now"; copyToRoot = root; };
+
+  layer1 = dockerTools.buildImage {
+    name = "l1";
+    tag = "latest";
+    extraCommands = ''
+      mkdir -p tmp
+      echo layer1 > tmp/layer1
+      echo layer1 > tmp/layer2
+      echo layer1 > tmp/layer3
+    '';
+  };
+  layer2 = dockerTools.buildImage {
+    name = "l2";
+    tag = "latest";
+    fromImage = layer1;
+    extraCommands = ''
+      mkdir -p tmp
+      echo layer2 > tmp/layer2
+      echo layer2 > tmp/layer3
+    '';
+  };
+  layers-order = dockerTools.buildImage {
+    name = "l3";
+    tag = "latest";
+    fromImage = layer2;
+    copyToRoot = [ root ];
+    extraCommands = ''
+      mkdir -p tmp
+      echo layer3 > tmp/layer3
+    '';
+    config.Cmd = [ "/bin/cat" "/tmp/layer1" "/tmp/layer2" "/tmp/layer3" ];
+  };
+
+  env-parent = dockerTools.buildImage {
+    name = "parent-image";
+    tag = "latest";
+    config.Env = [ "FROM_PARENT=true" "LAST_LAYER=parent" ];
+  };
+  env-child = dockerTools.buildImage {
+    name = "child-image";
+    tag = "latest";
+    fromImage = env-parent;
+    copyToRoot = root;
+    config.Env = [ "FROM_CHILD=true" "LAST_LAYER=child" ];
+    config.Cmd = [ "/bin/env" ];
+  };
+
+  build-on-layered = dockerTools.buildImage {
+    name = "layered-on-top";
+    tag = "latest";
+    fromImage = layered-image;
+    extraCommands = "mkdir -p tmp && echo on-top > tmp/on-top";
+    config.Cmd = [ "/bin/cat" "/example-output" "/tmp/on-top" ];
+  };
+  layered-on-build = dockerTools.buildLayeredImage {
+    name = "layered-on-build";
+    tag = "latest";
+    fromImage = bash-image;
+    contents = [ greeter ];
+    config.Cmd = [ "/bin/greet" ];
+    config.Env = [ "GREETING=both" ];
+  };
+
+  build-nix-db = dockerTools.buildImageWithNixDb {
+    name = "build-nix-db";
+    tag = "latest";
+    copyToRoot = [ root hello ];
+    config.Cmd = [ "/bin/hello" ];
+  };
+
   stream-layered = dockerTools.streamLayeredImage {
     name = "stream-layered";
     tag = "latest";

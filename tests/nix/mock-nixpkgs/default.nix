@@ -37,7 +37,7 @@ let
     };
     dockerTools = {
       pullImage = "prev pullImage";
-      buildImage = "prev buildImage";
+      buildImage = throw "the overlay must replace buildImage";
       buildLayeredImage = throw "the overlay must replace buildLayeredImage";
     };
   };

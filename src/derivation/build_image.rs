@@ -1,0 +1,505 @@
+//! The image step of `buildImage` (nixpkgs' `result` derivation): the base image's
+//! files, then the new layer with the closure appended (store paths the base and the
+//! layer do not already have, as `tar -r` adds them), the layer's `json` finished with
+//! `parent`, `id` and `Size`, the image JSON (jq's format, Env appended to the base's),
+//! `manifest.json`, `repositories`, all archived with GNU tar as nixpkgs does
+//! (`--sort=name --owner=0 --group=0`, read-only modes, names without `./`).
+
+use super::attrs;
+use crate::image::base::plain_tar;
+use crate::image::docker_archive::{self, Compressor};
+use crate::image::hashing::sha256_hex;
+use crate::image::jsonfmt;
+use crate::image::output::write_atomically;
+use crate::store::Graph;
+use crate::tar::gnu::{self, Content, GnuOptions, Item};
+use crate::tar::kind;
+use crate::tar::reader::{self, Member};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+type Key = Vec<Vec<u8>>;
+
+/// A base image, unpacked in memory.
+struct Base {
+    /// Member names (without `./`) to their items, as `tar -xp` would leave them.
+    files: BTreeMap<Key, Item>,
+    layers: Vec<String>,
+    env: Vec<Value>,
+    parent: String,
+    /// Every path of every `*/layer.tar`, as nixpkgs' `ls_tar` prints them.
+    paths: BTreeSet<Vec<u8>>,
+    _spill: Option<tempfile::NamedTempFile>,
+}
+
+/// Runs the step: reads `.attrs.json`, writes `outputs.out`.
+pub fn run() -> Result<()> {
+    let a = attrs::load()?;
+    let out = attrs::output(&a, "out")?;
+    let mtime = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(315_532_800);
+    let store_dir = attrs::string(&a, "storeDir").unwrap_or_else(|| "/nix/store".into());
+    let layer = PathBuf::from(attrs::string(&a, "layer").context("no layer")?);
+    let base = match attrs::string(&a, "fromImage") {
+        Some(p) => Some(load_base(
+            Path::new(&p),
+            attrs::string(&a, "fromImageName"),
+            attrs::string(&a, "fromImageTag"),
+        )?),
+        None => None,
+    };
+    let graph = Graph::from_json(a["closure"].to_string().as_bytes(), None, &store_dir)
+        .context("layer closure")?;
+    let tag =
+        attrs::string(&a, "tag").unwrap_or_else(|| super::conf::hash_part(&out.to_string_lossy()));
+    let image_name = attrs::string(&a, "imageName").context("no imageName")?;
+    let base_json: Value = serde_json::from_slice(&std::fs::read(
+        attrs::string(&a, "baseJson").context("no baseJson")?,
+    )?)?;
+    let compressor = match attrs::string(&a, "compressor").as_deref() {
+        Some("none") => Compressor::None,
+        Some("zstd") => Compressor::Zstd,
+        _ => Compressor::Gz,
+    };
+    let work = tempfile::tempdir()?;
+    let image = assemble(
+        &layer,
+        base.as_ref(),
+        &graph,
+        &base_json,
+        &image_name,
+        &tag,
+        mtime,
+        work.path(),
+    )?;
+    write_atomically(&out, |file| {
+        let mut input = std::fs::File::open(&image)?;
+        docker_archive::compress_file(&mut input, file, compressor)
+    })
+}
+
+fn key_of(name: &[u8]) -> Key {
+    name.split(|&b| b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// `realpath -ms --relative-to=.` of each member, with a leading `/`, `.` left out.
+fn ls_tar(members: &[Member]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for m in members {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for p in m.info.name.split(|&b| b == b'/') {
+            match p {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        if !parts.is_empty() {
+            let mut path = b"/".to_vec();
+            path.extend(parts.join(&b'/'));
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<Base> {
+    let what = |m: &str| format!("base image {}: {m}", path.display());
+    let (plain, spill) = plain_tar(path)?;
+    let members = reader::list(&plain).with_context(|| what("not a tar archive"))?;
+    let read = |n: &str| -> Result<Value> {
+        let m = reader::find(&members, n).with_context(|| what(&format!("no {n}")))?;
+        let mut buf = vec![0u8; m.info.size as usize];
+        std::os::unix::fs::FileExt::read_exact_at(
+            &std::fs::File::open(&plain)?,
+            &mut buf,
+            m.data_offset,
+        )?;
+        serde_json::from_slice(&buf).with_context(|| what(&format!("{n} is not JSON")))
+    };
+    let manifest = read("manifest.json").with_context(|| what("not a docker archive"))?;
+    let first = &manifest[0];
+    let config_name = first["Config"]
+        .as_str()
+        .with_context(|| what("manifest has no Config"))?;
+    let layers = first["Layers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let env = read(config_name)?["config"]["Env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let parent_entry = match (name, tag) {
+        (Some(n), Some(t)) => {
+            let want = format!("{n}:{t}");
+            manifest
+                .as_array()
+                .and_then(|l| {
+                    l.iter().find(|e| {
+                        e["RepoTags"]
+                            .as_array()
+                            .is_some_and(|r| r.iter().any(|x| x == &want))
+                    })
+                })
+                .with_context(|| what(&format!("no image tagged {want}")))?
+        }
+        _ => first,
+    };
+    let parent = parent_entry["Config"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_end_matches(".json")
+        .to_string();
+    let mut files = BTreeMap::new();
+    let mut paths = BTreeSet::new();
+    for m in &members {
+        let key = key_of(&m.info.name);
+        if key.is_empty()
+            || (key.len() == 1 && (key[0].ends_with(b".json") || key[0] == b"repositories"))
+        {
+            continue;
+        }
+        for depth in 1..key.len() {
+            files
+                .entry(key[..depth].to_vec())
+                .or_insert_with(|| owned_dir(0o755));
+        }
+        let item = base_item(m, &plain)?;
+        if key.len() == 2 && key[1] == b"layer.tar" {
+            let (file, offset, size) = resolve_layer(&members, m, &plain)?;
+            let inner =
+                reader::list_range(&file, offset, size).with_context(|| what("bad layer"))?;
+            paths.extend(ls_tar(&inner));
+        }
+        files.insert(key, item);
+    }
+    Ok(Base {
+        files,
+        layers,
+        env,
+        parent,
+        paths,
+        _spill: spill,
+    })
+}
+
+/// A layer member's bytes: itself, or the member a symlink (skopeo's layout) points to.
+fn resolve_layer(members: &[Member], m: &Member, file: &Path) -> Result<(PathBuf, u64, u64)> {
+    if m.info.kind != kind::SYMLINK {
+        return Ok((file.to_path_buf(), m.data_offset, m.info.size));
+    }
+    let dir = Path::new(std::str::from_utf8(&m.info.name).unwrap_or_default())
+        .parent()
+        .unwrap_or(Path::new(""));
+    let target = dir.join(String::from_utf8_lossy(&m.info.linkname).as_ref());
+    let key = key_of(target.to_string_lossy().as_bytes());
+    let t = members
+        .iter()
+        .rev()
+        .find(|x| key_of(&x.info.name) == key && x.info.kind != kind::SYMLINK)
+        .context("dangling layer symlink")?;
+    Ok((file.to_path_buf(), t.data_offset, t.info.size))
+}
+
+fn owned_dir(mode: u32) -> Item {
+    Item {
+        name: Vec::new(),
+        content: Content::None,
+        kind: kind::DIR,
+        mode,
+        uid: 0,
+        gid: 0,
+        uname: b"root".to_vec(),
+        gname: b"root".to_vec(),
+        size: 0,
+        link: Vec::new(),
+        dev: (0, 0),
+    }
+}
+
+fn base_item(m: &Member, file: &Path) -> Result<Item> {
+    let mode = m.info.mode & 0o7777;
+    Ok(match m.info.kind {
+        kind::DIR => owned_dir(mode),
+        kind::SYMLINK => Item {
+            kind: kind::SYMLINK,
+            mode: 0o777,
+            link: m.info.linkname.clone(),
+            ..owned_dir(0)
+        },
+        kind::REG | 0 => Item {
+            kind: kind::REG,
+            mode,
+            size: m.info.size,
+            content: Content::Range(file.to_path_buf(), m.data_offset),
+            ..owned_dir(0)
+        },
+        other => bail!(
+            "base image member {:?} has unsupported type {:?}",
+            String::from_utf8_lossy(&m.info.name),
+            other as char
+        ),
+    })
+}
+
+/// `chmod -R ug+rw` then `chmod -R a-w`, as nixpkgs leaves the image directory.
+fn read_only(mode: u32) -> u32 {
+    (mode | 0o660) & !0o222
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    layer: &Path,
+    base: Option<&Base>,
+    graph: &Graph,
+    base_json: &Value,
+    name: &str,
+    tag: &str,
+    mtime: i64,
+    work: &Path,
+) -> Result<PathBuf> {
+    let layer_str = layer.to_string_lossy().into_owned();
+    let pure = layer.join("layer.tar");
+    let mut known: BTreeSet<Vec<u8>> = base.map(|b| b.paths.clone()).unwrap_or_default();
+    known.extend(ls_tar(&reader::list(&pure)?));
+    let mut layer_files: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for node in &graph.nodes {
+        collect_paths(Path::new(&node.path), &mut layer_files)?;
+    }
+    layer_files.retain(|p| !String::from_utf8_lossy(p).contains(&layer_str));
+    let nix_dirs = work.join("nix");
+    if graph.len() > 1 && !known.contains(&b"/nix/store"[..]) {
+        std::fs::create_dir_all(nix_dirs.join("store"))?;
+        for d in [nix_dirs.join("store"), nix_dirs.clone()] {
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o555))?;
+        }
+        layer_files.insert(b"./nix".to_vec());
+        layer_files.insert(b"./nix/store".to_vec());
+    }
+    let new_files: Vec<Vec<u8>> = layer_files
+        .into_iter()
+        .filter(|p| !known.contains(p))
+        .collect();
+    let opts = GnuOptions {
+        mtime,
+        owner: Some(0),
+        group: Some(0),
+        names: true,
+        ..GnuOptions::default()
+    };
+    let mut appended = Vec::new();
+    for p in &new_files {
+        let text = String::from_utf8_lossy(p).into_owned();
+        let (fs_path, mut member) = match text.strip_prefix("./") {
+            Some(rel) => (work.join(rel), p.clone()),
+            None => (PathBuf::from(&text), p[1..].to_vec()),
+        };
+        if std::fs::symlink_metadata(&fs_path)?.is_dir() {
+            member.push(b'/');
+        }
+        appended.extend(gnu::item_for_path(&fs_path, member, &opts)?);
+    }
+    let layer_tar = work.join("layer.tar");
+    {
+        let start = reader::data_end(&pure)?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&layer_tar)?);
+        std::io::copy(
+            &mut std::io::Read::take(std::fs::File::open(&pure)?, start),
+            &mut out,
+        )?;
+        gnu::append_items(&appended, mtime, &mut out, None, start)?;
+        out.flush()?;
+        // tar -r does not shorten the file it appends to.
+        let original = std::fs::metadata(&pure)?.len();
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        if file.metadata()?.len() < original {
+            file.set_len(original)?;
+        }
+    }
+    let mut json: Map<String, Value> = serde_json::from_slice(&std::fs::read(layer.join("json"))?)?;
+    if let Some(b) = base.filter(|b| !b.parent.is_empty()) {
+        json.insert("parent".into(), json!(b.parent));
+    }
+    let layer_id = sha256_hex(jsonfmt::jshon(&Value::Object(json.clone())).as_bytes());
+    json.insert("id".into(), json!(layer_id));
+    json.insert("Size".into(), json!(std::fs::metadata(&layer_tar)?.len()));
+    let mut files: BTreeMap<Key, Item> = BTreeMap::new();
+    if let Some(b) = base {
+        for (k, v) in &b.files {
+            files.insert(
+                k.clone(),
+                Item {
+                    mode: if v.kind == kind::SYMLINK {
+                        0o777
+                    } else {
+                        read_only(v.mode)
+                    },
+                    ..v.clone()
+                },
+            );
+        }
+    }
+    let layer_dir = layer_id.as_bytes().to_vec();
+    let json_path = work.join("json");
+    std::fs::write(&json_path, jsonfmt::jshon(&Value::Object(json)))?;
+    let version = work.join("VERSION");
+    std::fs::write(&version, "1.0")?;
+    for (name, path) in [
+        (&b"layer.tar"[..], &layer_tar),
+        (b"json", &json_path),
+        (b"VERSION", &version),
+    ] {
+        add_file(&mut files, vec![layer_dir.clone(), name.to_vec()], path)?;
+    }
+    let mut layers: Vec<String> = base.map(|b| b.layers.clone()).unwrap_or_default();
+    layers.push(format!("{layer_id}/layer.tar"));
+    let mut diff_ids = Vec::new();
+    for l in &layers {
+        let item = files
+            .get(&key_of(l.as_bytes()))
+            .with_context(|| format!("layer {l} is not in the image"))?;
+        diff_ids.push(json!(format!("sha256:{}", item_sha256(item)?)));
+    }
+    let image_json = image_config(
+        base_json,
+        base.map(|b| b.env.clone()).unwrap_or_default(),
+        diff_ids,
+    );
+    let config_name = format!("{}.json", sha256_hex(image_json.as_bytes()));
+    let manifest = jsonfmt::jq(
+        &json!([{"RepoTags": [format!("{name}:{tag}")], "Layers": layers, "Config": config_name}]),
+    );
+    let repositories = jsonfmt::jshon(&json!({ name: { tag: layer_id } }));
+    for (file, text) in [
+        (config_name.as_str(), &image_json),
+        ("manifest.json", &manifest),
+        ("repositories", &repositories),
+    ] {
+        let path = work.join(format!("top-{file}"));
+        std::fs::write(&path, text)?;
+        add_file(&mut files, vec![file.as_bytes().to_vec()], &path)?;
+    }
+    files.insert(vec![layer_dir], owned_dir(0o555));
+    let mut items = vec![Item {
+        name: b"./".to_vec(),
+        ..owned_dir(0o555)
+    }];
+    for (key, item) in files {
+        let mut member = key.join(&b'/');
+        if item.kind == kind::DIR {
+            member.push(b'/');
+        }
+        items.push(Item {
+            name: member,
+            ..item
+        });
+    }
+    let image = work.join("image.tar");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&image)?);
+    gnu::write_items(&items, mtime, &mut out)?;
+    out.flush()?;
+    Ok(image)
+}
+
+/// A read-only (0444) regular file of the image, root's.
+fn add_file(files: &mut BTreeMap<Key, Item>, key: Key, path: &Path) -> Result<()> {
+    let size = std::fs::metadata(path)?.len();
+    files.insert(
+        key,
+        Item {
+            kind: kind::REG,
+            mode: 0o444,
+            size,
+            content: Content::File(path.to_path_buf()),
+            ..owned_dir(0)
+        },
+    );
+    Ok(())
+}
+
+fn item_sha256(item: &Item) -> Result<String> {
+    use sha2::Digest;
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut w = HashSink(&mut sha);
+    match &item.content {
+        Content::File(p) => {
+            crate::tar::io::copy_file(p, item.size, &mut w, &mut buf)?;
+        }
+        Content::Range(p, off) => crate::tar::io::copy_range(p, *off, item.size, &mut w, &mut buf)?,
+        Content::None => {}
+    }
+    Ok(hex::encode(sha.finalize()))
+}
+
+struct HashSink<'a>(&'a mut sha2::Sha256);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The image JSON: base json, `.config.Env = $baseEnv + .config.Env`, rootfs, history.
+fn image_config(base_json: &Value, base_env: Vec<Value>, diff_ids: Vec<Value>) -> String {
+    let mut doc = base_json.as_object().cloned().unwrap_or_default();
+    let mut config = match doc.get("config") {
+        Some(Value::Object(c)) => c.clone(),
+        _ => Map::new(),
+    };
+    let own = config
+        .get("Env")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    config.insert(
+        "Env".into(),
+        Value::Array(base_env.into_iter().chain(own).collect()),
+    );
+    doc.insert("config".into(), Value::Object(config));
+    let created = doc.get("created").cloned().unwrap_or(Value::Null);
+    let history: Vec<Value> = diff_ids
+        .iter()
+        .map(|_| json!({ "created": created }))
+        .collect();
+    doc.insert(
+        "rootfs".into(),
+        json!({"diff_ids": diff_ids, "type": "layers"}),
+    );
+    doc.insert("history".into(), Value::Array(history));
+    jsonfmt::jq(&Value::Object(doc))
+}
+
+/// `find PATH`: the path and everything below it (symlinks not followed).
+fn collect_paths(path: &Path, out: &mut BTreeSet<Vec<u8>>) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    out.insert(path.as_os_str().as_bytes().to_vec());
+    if std::fs::symlink_metadata(path)
+        .with_context(|| format!("{}: cannot stat", path.display()))?
+        .is_dir()
+    {
+        for e in std::fs::read_dir(path)? {
+            collect_paths(&e?.path(), out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! buildImage's layer (nixpkgs' mkPureLayer): the layer directory archived as
+//! `tar --hard-dereference --sort=name --mtime=@N --owner=UID --group=GID -cf layer.tar .`
+//! (GNU format; owner names as the build sandbox has them), its TarSum computed while
+//! it is written, `json` = the base json plus `checksum` (jshon's format), and
+//! `VERSION` = `1.0`.
+
+use super::jsonfmt;
+use super::output::write_atomically;
+use crate::tar::gnu::{self, GnuOptions};
+use crate::tarsum::{TarSum, Version};
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `out/layer.tar`, `out/json` and `out/VERSION` for the directory `dir`.
+pub fn write(
+    dir: &Path,
+    base_json: &Path,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    out: &Path,
+) -> Result<()> {
+    let mut json: serde_json::Map<String, Value> = serde_json::from_slice(
+        &std::fs::read(base_json)
+            .with_context(|| format!("{}: cannot read", base_json.display()))?,
+    )
+    .with_context(|| format!("{}: not a JSON object", base_json.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let opts = GnuOptions {
+        mtime,
+        owner: Some(uid),
+        group: Some(gid),
+        names: true,
+        ..GnuOptions::default()
+    };
+    let mut sum = TarSum::new(Version::V1);
+    write_atomically(&out.join("layer.tar"), |file| {
+        let mut w = std::io::BufWriter::new(file);
+        gnu::write_dir_summed(dir, &opts, &mut w, &mut sum)?;
+        w.flush().context("cannot write layer")
+    })?;
+    json.insert("checksum".into(), Value::String(sum.finish(None)?));
+    std::fs::write(out.join("json"), jsonfmt::jshon(&Value::Object(json)))?;
+    std::fs::write(out.join("VERSION"), "1.0")?;
+    Ok(())
+}
