@@ -837,3 +837,44 @@ fn build_image_argument_errors() {
         .contains("You can not specify both contents and copyToRoot"));
     assert!(eval_err("runAsRoot = \"true\";").contains("runAsRoot is not supported yet"));
 }
+
+#[test]
+fn build_image_closure_append_equals_gnu_tar_append() {
+    // The layer's closure is appended as `tar -r` appends a file list: every path of the
+    // closure (find) not already in the layer or the base, sorted in C order, with
+    // ./nix and ./nix/store (0555) when the closure has more than one path.
+    let dir = tempfile::tempdir().unwrap();
+    let image = archive("bash-image", dir.path());
+    let layer = build("bash-image.layer");
+    let layer_str = layer.display().to_string();
+    let closure = stdout(Command::new("nix-store").arg("-qR").arg(&layer));
+    let mut files: Vec<String> = Vec::new();
+    for path in closure.lines() {
+        files.extend(stdout(Command::new("find").arg(path)).lines().map(String::from));
+    }
+    let in_layer: Vec<String> = stdout(Command::new("tar").arg("-tf").arg(layer.join("layer.tar")))
+        .lines()
+        .map(|l| format!("/{}", l.trim_start_matches("./").trim_end_matches('/')))
+        .collect();
+    files.retain(|f| !f.contains(&layer_str) && !in_layer.contains(f));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("nix/store")).unwrap();
+    run(Command::new("chmod").args(["-R", "555"]).arg(work.join("nix")));
+    files.push("./nix".into());
+    files.push("./nix/store".into());
+    files.sort();
+    files.dedup();
+    std::fs::write(dir.path().join("newFiles"), files.join("\n") + "\n").unwrap();
+    let ours = dir.path().join("appended.tar");
+    std::fs::copy(layer.join("layer.tar"), &ours).unwrap();
+    run(Command::new("chmod").arg("u+w").arg(&ours));
+    run(Command::new("tar")
+        .current_dir(&work)
+        .arg("-rpf")
+        .arg(&ours)
+        .args(["--hard-dereference", "--sort=name", "--mtime=@315532800", "--owner=0", "--group=0"])
+        .args(["--no-recursion", "--verbatim-files-from", "--files-from"])
+        .arg(dir.path().join("newFiles")));
+    let member = manifest(&image)[0]["Layers"][0].as_str().unwrap().to_string();
+    assert!(std::fs::read(&ours).unwrap() == tar_member(&image, &member));
+}
