@@ -850,7 +850,11 @@ fn build_image_closure_append_equals_gnu_tar_append() {
     let closure = stdout(Command::new("nix-store").arg("-qR").arg(&layer));
     let mut files: Vec<String> = Vec::new();
     for path in closure.lines() {
-        files.extend(stdout(Command::new("find").arg(path)).lines().map(String::from));
+        files.extend(
+            stdout(Command::new("find").arg(path))
+                .lines()
+                .map(String::from),
+        );
     }
     let in_layer: Vec<String> = stdout(Command::new("tar").arg("-tf").arg(layer.join("layer.tar")))
         .lines()
@@ -859,7 +863,9 @@ fn build_image_closure_append_equals_gnu_tar_append() {
     files.retain(|f| !f.contains(&layer_str) && !in_layer.contains(f));
     let work = dir.path().join("work");
     std::fs::create_dir_all(work.join("nix/store")).unwrap();
-    run(Command::new("chmod").args(["-R", "555"]).arg(work.join("nix")));
+    run(Command::new("chmod")
+        .args(["-R", "555"])
+        .arg(work.join("nix")));
     files.push("./nix".into());
     files.push("./nix/store".into());
     files.sort();
@@ -872,9 +878,106 @@ fn build_image_closure_append_equals_gnu_tar_append() {
         .current_dir(&work)
         .arg("-rpf")
         .arg(&ours)
-        .args(["--hard-dereference", "--sort=name", "--mtime=@315532800", "--owner=0", "--group=0"])
+        .args([
+            "--hard-dereference",
+            "--sort=name",
+            "--mtime=@315532800",
+            "--owner=0",
+            "--group=0",
+        ])
         .args(["--no-recursion", "--verbatim-files-from", "--files-from"])
         .arg(dir.path().join("newFiles")));
-    let member = manifest(&image)[0]["Layers"][0].as_str().unwrap().to_string();
+    let member = manifest(&image)[0]["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(std::fs::read(&ours).unwrap() == tar_member(&image, &member));
+}
+
+/// A containerd of the test's own (root, state and socket in a temporary directory).
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("ctd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let child = Command::new("containerd")
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--address")
+            .arg(dir.path().join("sock"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("containerd");
+        let ctd = Containerd { dir, child };
+        for _ in 0..100 {
+            if ctd
+                .ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return ctd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("containerd did not start");
+    }
+
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(self.dir.path().join("sock"));
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn images_run_under_containerd_and_runc() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctd = Containerd::start();
+    for (attr, reference, expected) in [
+        (
+            "layered-image",
+            "docker.io/library/layered-image:latest",
+            "Hello, world!\nThis is an example file from extraCommands\n",
+        ),
+        (
+            "bash-image",
+            "docker.io/library/bash:latest",
+            "Hello, world!\n",
+        ),
+        (
+            "layers-order",
+            "docker.io/library/l3:latest",
+            "layer1\nlayer2\nlayer3\n",
+        ),
+        (
+            "stream-layered",
+            "docker.io/library/stream-layered:latest",
+            "Hello, world!\n",
+        ),
+    ] {
+        let tar = archive(attr, dir.path());
+        run(ctd.ctr().args(["images", "import"]).arg(&tar));
+        let out = stdout(
+            ctd.ctr()
+                .args(["run", "--rm", reference, &format!("t-{attr}")]),
+        );
+        assert_eq!(out, expected, "{attr}");
+    }
 }
