@@ -88,13 +88,18 @@ let
     drv: passthru: meta:
     drv // passthru // { inherit passthru meta; };
 
+  # Very short builders can be reported killed by signal 9 (NixOS/nix#2176: Nix kills
+  # the process group once the log closes, sometimes before the builder has exited); a
+  # child holding the log open a moment longer lets the builder exit first.
+  holdLog = "\n(exec sleep 0.05) &";
+
   run =
     name: script: extra:
     derivation (
       {
         inherit name system;
         builder = "${bash}/bin/bash";
-        args = [ "-euc" script ];
+        args = [ "-euc" (script + holdLog) ];
         PATH = toolPath;
       }
       // extra
@@ -164,7 +169,7 @@ let
         inherit system storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
         inherit created mtime baseJson customisationLayer debug;
         builder = "${bash}/bin/bash";
-        args = [ "-c" "${helper} nix-conf" ];
+        args = [ "-ec" ("${helper} nix-conf" + holdLog) ];
         PATH = toolPath;
         __structuredAttrs = true;
         exportReferencesGraph.graph = closureRoots;
@@ -217,7 +222,7 @@ let
       {
         inherit name system script;
         builder = "${bash}/bin/bash";
-        args = [ "-euc" ". \"$NIX_BUILD_TOP/.attrs.sh\"; out=\${outputs[out]}; eval \"$script\"" ];
+        args = [ "-euc" (". \"$NIX_BUILD_TOP/.attrs.sh\"; out=\${outputs[out]}; eval \"$script\"" + holdLog) ];
         PATH = toolPath;
         __structuredAttrs = true;
       }
@@ -291,7 +296,7 @@ let
       meta ? { },
     }:
     assert contents != null && copyToRoot != null -> throw "in docker image ${name}: You can not specify both contents and copyToRoot.";
-    assert runAsRoot != null -> throw "stevedore: buildImage's runAsRoot is not supported yet (in docker image ${name})";
+    assert runAsRoot != null -> fakeroot != null && proot != null || throw "stevedore: runAsRoot needs fakeroot and proot (in docker image ${name})";
     let
       baseName = baseNameOf name;
       ext = compressorExt name compressor;
@@ -316,22 +321,34 @@ let
         passAsFile = [ "json" ];
       };
 
-      layer = derivation {
-        name = "docker-layer-${baseName}";
-        inherit system storeDir extraCommands uid gid keepContentsDirlinks includeNixDB baseJson;
-        builder = "${bash}/bin/bash";
-        args = [ ./pure-layer.sh ];
-        __structuredAttrs = true;
-        PATH = toolPath;
-        copyToRoot = rootList;
-        exportReferencesGraph.dbGraph = if includeNixDB then rootList else [ ];
-      };
+      # mkPureLayer, or mkRootLayer when there is a runAsRoot script (run without a VM).
+      layer = derivation (
+        {
+          name = "docker-layer-${baseName}";
+          inherit system storeDir extraCommands uid gid keepContentsDirlinks includeNixDB baseJson;
+          builder = "${bash}/bin/bash";
+          args = [ (if runAsRoot == null then ./pure-layer.sh else ./root-layer.sh) ];
+          __structuredAttrs = true;
+          PATH = toolPath;
+          copyToRoot = rootList;
+          exportReferencesGraph.dbGraph = if includeNixDB then rootList else [ ];
+        }
+        // (
+          if runAsRoot == null then
+            { }
+          else
+            {
+              inherit runAsRoot fromImage fromImageName fromImageTag hostPaths;
+              coreutilsBin = "${coreutils}/bin";
+            }
+        )
+      );
 
       result = derivation {
         name = "docker-image-${baseName}.tar${ext}";
         inherit system storeDir fromImage fromImageName fromImageTag tag compressor layer baseJson;
         builder = "${bash}/bin/bash";
-        args = [ "-c" "${helper} nix-build-image" ];
+        args = [ "-ec" ("${helper} nix-build-image" + holdLog) ];
         __structuredAttrs = true;
         PATH = toolPath;
         imageName = toLower name;

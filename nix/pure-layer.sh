@@ -21,3 +21,6 @@ if [ -n "${includeNixDB:-}" ]; then
 fi
 (cd layer && eval "$extraCommands")
 stevedore image-layer layer -o "$out" --base-json "$baseJson" --uid "$uid" --gid "$gid"
+
+# NixOS/nix#2176: let the builder exit before the log closes (see holdLog in default.nix).
+(exec sleep 0.05) &

@@ -158,6 +158,30 @@ enum Command {
         /// mtime of every entry (default: $SOURCE_DATE_EPOCH, else 315532800).
         #[arg(long)]
         mtime: Option<i64>,
+        /// Keep the files' own owners (as seen by fakeroot) instead of --uid/--gid.
+        #[arg(long)]
+        keep_owners: bool,
+    },
+    /// Unpack a docker archive's root filesystem into DEST (layers and whiteouts applied).
+    UnpackImage {
+        archive: PathBuf,
+        dest: PathBuf,
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// Record the state of every path under DIR (before a runAsRoot script).
+    Snapshot {
+        dir: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Write what changed under DIR since SNAPSHOT as an overlay upper directory.
+    Changes {
+        dir: PathBuf,
+        #[arg(long)]
+        snapshot: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
     },
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
@@ -258,9 +282,28 @@ fn run(cli: Cli) -> Result<()> {
             uid,
             gid,
             mtime,
+            keep_owners,
         } => {
             let mtime = mtime.unwrap_or_else(source_date_epoch);
-            stevedore::image::legacy_layer::write(&dir, &base_json, uid, gid, mtime, &output)
+            let owner = (!keep_owners).then_some((uid, gid));
+            stevedore::image::legacy_layer::write(&dir, &base_json, owner, mtime, &output)
+        }
+        Command::UnpackImage {
+            archive,
+            dest,
+            image,
+        } => stevedore::image::flatten::unpack(&archive, image.as_deref(), &dest),
+        Command::Snapshot { dir, output } => {
+            use stevedore::image::changes;
+            changes::save(&changes::snapshot(&dir)?, &output)
+        }
+        Command::Changes {
+            dir,
+            snapshot,
+            output,
+        } => {
+            use stevedore::image::changes;
+            changes::write_changes(&dir, &changes::load(&snapshot)?, &output)
         }
         Command::MergeImages {
             output,

@@ -835,7 +835,6 @@ fn build_image_argument_errors() {
     };
     assert!(eval_err("contents = [ ]; copyToRoot = [ ];")
         .contains("You can not specify both contents and copyToRoot"));
-    assert!(eval_err("runAsRoot = \"true\";").contains("runAsRoot is not supported yet"));
 }
 
 #[test]
@@ -980,4 +979,40 @@ fn images_run_under_containerd_and_runc() {
         );
         assert_eq!(out, expected, "{attr}");
     }
+}
+
+#[test]
+fn run_as_root_without_a_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("root3", dir.path());
+    // Upper layers win, the scripts ran in order over their bases, a file deleted by the
+    // last script is gone, and a chown made by a script persists.
+    assert_eq!(
+        run_image(&tar, dir.path()),
+        "layer2\nlayer3\nabc\nlayer1-deleted\n1000:1000\n"
+    );
+    let m = manifest(&tar);
+    let top = m[0]["Layers"][2].as_str().unwrap().to_string();
+    let listing = stdout(Command::new("tar").arg("-tvf").arg(write_tmp(
+        dir.path(),
+        "top.tar",
+        &tar_member(&tar, &top),
+    )));
+    assert!(listing.contains("./tmp/.wh.layer1"), "{listing}");
+    let second = m[0]["Layers"][1].as_str().unwrap().to_string();
+    let listing = stdout(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(write_tmp(
+                dir.path(),
+                "second.tar",
+                &tar_member(&tar, &second),
+            )),
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains(" 1000/1000 ") && l.ends_with("./home/alice/")),
+        "{listing}"
+    );
 }

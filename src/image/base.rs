@@ -95,6 +95,13 @@ fn has_tag(entry: &Value, tag: &str) -> bool {
         .is_some_and(|t| t.iter().any(|x| x == tag))
 }
 
+impl BaseImage {
+    /// The temporary decompressed copy, if any, to keep while the layers are read.
+    pub fn into_spill(self) -> Option<tempfile::NamedTempFile> {
+        self._spill
+    }
+}
+
 /// The member holding `name`'s bytes, following a symlink member (as skopeo writes
 /// them) to its target.
 fn resolve<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {

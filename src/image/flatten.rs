@@ -16,6 +16,7 @@ use crate::tar::reader::{self, Member};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 type Key = Vec<Vec<u8>>;
@@ -28,6 +29,30 @@ pub fn export(
     mtime: i64,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let (mut tree, _spills) = flatten(archive, repo_tag)?;
+    let root = tree.remove(&Vec::new()).unwrap_or_else(|| dir_item(0o755));
+    let mut items = vec![Item {
+        name: b"./".to_vec(),
+        ..root
+    }];
+    for (key, item) in tree {
+        let mut name = b"./".to_vec();
+        name.extend(key.join(&b'/'));
+        if item.kind == kind::DIR {
+            name.push(b'/');
+        }
+        items.push(Item { name, ..item });
+    }
+    gnu::write_items(&items, mtime, out)?;
+    Ok(())
+}
+
+/// The image's root filesystem: every path (as components) to its entry; keep the
+/// returned temporary files while the entries' contents are read.
+pub fn flatten(
+    archive: &Path,
+    repo_tag: Option<&str>,
+) -> Result<(BTreeMap<Key, Item>, Vec<tempfile::NamedTempFile>)> {
     let image = base::load_tagged(archive, repo_tag)?;
     let mut tree: BTreeMap<Key, Item> = BTreeMap::new();
     let mut spills = Vec::new();
@@ -47,20 +72,56 @@ pub fn export(
         apply_layer(&mut tree, &members, &file)
             .with_context(|| format!("{}", archive.display()))?;
     }
-    let root = tree.remove(&Vec::new()).unwrap_or_else(|| dir_item(0o755));
-    let mut items = vec![Item {
-        name: b"./".to_vec(),
-        ..root
-    }];
-    for (key, item) in tree {
-        let mut name = b"./".to_vec();
-        name.extend(key.join(&b'/'));
-        if item.kind == kind::DIR {
-            name.push(b'/');
+    spills.extend(image.into_spill());
+    Ok((tree, spills))
+}
+
+/// Writes the image's root filesystem into `dest` (owners set with chown, so under
+/// fakeroot they are recorded); directories get their modes last.
+pub fn unpack(archive: &Path, repo_tag: Option<&str>, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::{lchown, PermissionsExt};
+    let (tree, _spills) = flatten(archive, repo_tag)?;
+    std::fs::create_dir_all(dest)?;
+    let mut dirs = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for (key, item) in &tree {
+        let path = key.iter().fold(dest.to_path_buf(), |p, c| {
+            p.join(std::ffi::OsStr::from_bytes(c))
+        });
+        match item.kind {
+            kind::DIR => {
+                std::fs::create_dir_all(&path)?;
+                dirs.push((path.clone(), item.mode));
+            }
+            kind::SYMLINK => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&item.link), &path)?
+            }
+            kind::FIFO => {
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+                // SAFETY: c is a valid NUL-terminated path.
+                if unsafe { libc::mkfifo(c.as_ptr(), item.mode) } != 0 {
+                    return Err(std::io::Error::last_os_error())
+                        .with_context(|| format!("{}: cannot create", path.display()));
+                }
+            }
+            _ => {
+                let mut f = std::fs::File::create(&path)
+                    .with_context(|| format!("{}: cannot create", path.display()))?;
+                if let Content::Range(src, offset) = &item.content {
+                    crate::tar::io::copy_range(src, *offset, item.size, &mut f, &mut buf)?;
+                }
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(item.mode))?;
+            }
         }
-        items.push(Item { name, ..item });
+        lchown(&path, Some(item.uid as u32), Some(item.gid as u32))
+            .with_context(|| format!("{}: cannot chown", path.display()))?;
     }
-    gnu::write_items(&items, mtime, out)?;
+    if let Some(root) = tree.get(&Vec::new()) {
+        dirs.push((dest.to_path_buf(), root.mode));
+    }
+    for (dir, mode) in dirs.into_iter().rev() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+    }
     Ok(())
 }
 

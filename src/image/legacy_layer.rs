@@ -14,11 +14,11 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `out/layer.tar`, `out/json` and `out/VERSION` for the directory `dir`.
+/// `owner` is `--owner`/`--group`; `None` keeps the owners the files have (runAsRoot).
 pub fn write(
     dir: &Path,
     base_json: &Path,
-    uid: u64,
-    gid: u64,
+    owner: Option<(u64, u64)>,
     mtime: i64,
     out: &Path,
 ) -> Result<()> {
@@ -30,8 +30,8 @@ pub fn write(
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let opts = GnuOptions {
         mtime,
-        owner: Some(uid),
-        group: Some(gid),
+        owner: owner.map(|o| o.0),
+        group: owner.map(|o| o.1),
         names: true,
         ..GnuOptions::default()
     };

@@ -2,6 +2,7 @@
 //! from), the nixpkgs streamer's conf.json, and the docker-archive reader and writers.
 
 pub mod base;
+pub mod changes;
 pub mod conf;
 pub mod config;
 pub mod docker_archive;

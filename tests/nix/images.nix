@@ -331,6 +331,44 @@ rec {
     config.Env = [ "GREETING=both" ];
   };
 
+  # runAsRoot, without a VM.
+  root1 = dockerTools.buildImage {
+    name = "root1";
+    tag = "latest";
+    runAsRoot = ''
+      mkdir -p /tmp
+      echo layer1 > /tmp/layer1
+      echo layer1 > /tmp/layer2
+      echo layer1 > /tmp/layer3
+      echo -n a > /layer-order
+    '';
+  };
+  root2 = dockerTools.buildImage {
+    name = "root2";
+    tag = "latest";
+    fromImage = root1;
+    runAsRoot = ''
+      echo layer2 > /tmp/layer2
+      echo layer2 > /tmp/layer3
+      echo -n b >> /layer-order
+      mkdir -p /etc /home/alice
+      echo 'alice:x:1000:1000::/home/alice:/bin/sh' >> /etc/passwd
+      chown 1000:1000 /home/alice
+    '';
+  };
+  root3 = dockerTools.buildImage {
+    name = "root3";
+    tag = "latest";
+    fromImage = root2;
+    copyToRoot = [ root ];
+    runAsRoot = ''
+      echo layer3 > /tmp/layer3
+      echo -n c >> /layer-order
+      rm /tmp/layer1
+    '';
+    config.Cmd = [ "/bin/sh" "-c" "cat /tmp/layer2 /tmp/layer3 /layer-order; echo; test -e /tmp/layer1 || echo layer1-deleted; stat -c %u:%g /home/alice" ];
+  };
+
   build-nix-db = dockerTools.buildImageWithNixDb {
     name = "build-nix-db";
     tag = "latest";
