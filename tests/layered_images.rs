@@ -1016,3 +1016,11 @@ fn run_as_root_without_a_vm() {
         "{listing}"
     );
 }
+
+#[test]
+fn base_images_may_repeat_a_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("on-repeated-base", dir.path());
+    assert_eq!(run_image(&tar, dir.path()), "adlayer1\n");
+    assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 3);
+}

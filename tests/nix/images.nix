@@ -369,6 +369,38 @@ rec {
     config.Cmd = [ "/bin/sh" "-c" "cat /tmp/layer2 /tmp/layer3 /layer-order; echo; test -e /tmp/layer1 || echo layer1-deleted; stat -c %u:%g /home/alice" ];
   };
 
+  # A base whose manifest lists the same layer twice (nixpkgs #214434).
+  repeated-base = mk "repeated-base.tar" ''
+    python3 - ${root1} "$out" <<'PY'
+    import gzip, io, json, sys, tarfile
+    src = tarfile.open(fileobj=io.BytesIO(gzip.open(sys.argv[1]).read()))
+    members = {m.name: (m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()}
+    manifest = json.loads(members["manifest.json"][1])
+    config_name = manifest[0]["Config"]
+    config = json.loads(members[config_name][1])
+    manifest[0]["Layers"] = manifest[0]["Layers"] * 2
+    config["rootfs"]["diff_ids"] = config["rootfs"]["diff_ids"] * 2
+    config["history"] = config["history"] * 2
+    members["manifest.json"] = (members["manifest.json"][0], json.dumps(manifest).encode())
+    members[config_name] = (members[config_name][0], json.dumps(config).encode())
+    with tarfile.open(sys.argv[2], "w") as out:
+        for name, (m, data) in members.items():
+            if data is not None:
+                m.size = len(data)
+                out.addfile(m, io.BytesIO(data))
+            else:
+                out.addfile(m)
+    PY
+  '';
+  on-repeated-base = dockerTools.buildImage {
+    name = "on-repeated-base";
+    tag = "latest";
+    fromImage = repeated-base;
+    copyToRoot = [ root ];
+    runAsRoot = "echo -n d >> /layer-order";
+    config.Cmd = [ "/bin/cat" "/layer-order" "/tmp/layer1" ];
+  };
+
   build-nix-db = dockerTools.buildImageWithNixDb {
     name = "build-nix-db";
     tag = "latest";
