@@ -215,6 +215,14 @@ let
       inherit stream;
     } meta
   );
+  # A store file holding `text` (which may refer to store paths, unlike builtins.toFile).
+  writeText =
+    name: text:
+    run name ''cp "$textPath" "$out"'' {
+      inherit text;
+      passAsFile = [ "text" ];
+    };
+
   # A bash build with structured attributes: `script` runs with them sourced and $out set.
   runStructured =
     name: script: attrs:
@@ -364,17 +372,155 @@ let
     } meta
   );
 
+  binSh = linkTree "bin-sh" { "bin/sh" = "${bash}/bin/bash"; };
+  usrBinEnv = linkTree "usr-bin-env" { "usr/bin/env" = "${coreutils}/bin/env"; };
+
+  # devShellTools.valueToString: how a derivation attribute becomes an environment value.
+  valueToString =
+    v:
+    if builtins.isList v then
+      concatStringsSep " " (map valueToString v)
+    else if builtins.isBool v then
+      (if v then "1" else "")
+    else if v == null then
+      ""
+    else
+      toString v;
+
+  # streamNixShellImage: an image that starts a nix-shell-like environment for `drv`
+  # (its build environment, a `buildDerivation` command, the nixbld user). The parts
+  # that come from nixpkgs' stdenv (setup, hooks) are used when drv has them.
+  streamNixShellImage =
+    {
+      drv,
+      name ? drv.name + "-env",
+      tag ? null,
+      uid ? 1000,
+      gid ? 1000,
+      homeDirectory ? "/build",
+      shell ? "${bash}/bin/bash",
+      command ? null,
+      run ? null,
+    }:
+    assert !(drv.drvAttrs.__structuredAttrs or false)
+      || throw "streamNixShellImage: Does not work with the derivation ${drv.name} because it uses __structuredAttrs";
+    assert command == null || run == null || throw "streamNixShellImage: Can't specify both command and run";
+    let
+      attrs = drv.drvAttrs;
+      buildDerivation = runStructured "build-derivation" ''
+        mkdir -p "$out/bin"
+        { printf '#!%s\n' "${shell}"; printf 'exec'; printf ' %q' "''${argv[@]}"; printf '\n'; } > "$out/bin/buildDerivation"
+        chmod +x "$out/bin/buildDerivation"
+      '' { argv = [ (valueToString attrs.builder) ] ++ map valueToString (attrs.args or [ ]); };
+      staticPath = "${dirOf shell}:${buildDerivation}/bin";
+      passAsFile = attrs.passAsFile or [ ];
+      inputEnv = builtins.listToAttrs (
+        map (n: {
+          name = if builtins.elem n passAsFile then "${n}Path" else n;
+          value =
+            if builtins.elem n passAsFile then
+              "${writeText "passAsFile-${n}" (valueToString attrs.${n})}"
+            else
+              valueToString attrs.${n};
+        }) (builtins.filter (n: !(builtins.elem n [ "args" "passAsFile" "__ignoreNulls" ])) (attrNames attrs))
+      );
+      outputEnv = builtins.listToAttrs (
+        map (o: { name = o; value = unsafeDiscardStringContext drv.${o}.outPath; }) (drv.outputs or [ "out" ])
+      );
+      rcfile = writeText "nix-shell-rc" ''
+        unset PATH
+        dontAddDisableDepTrack=1
+        [ -e "$stdenv/setup" ] && source "$stdenv/setup"
+        PATH=${staticPath}:"$PATH"
+        SHELL=${shell}
+        BASH=${shell}
+        set +e
+        [ -n "$PS1" -a -z "$NIX_SHELL_PRESERVE_PROMPT" ] && PS1='\n\[\033[1;32m\][nix-shell:\w]\$\[\033[0m\] '
+        if [ "$(type -t runHook)" = function ]; then
+          runHook shellHook
+        fi
+        unset NIX_ENFORCE_PURITY
+        shopt -u nullglob
+        shopt -s execfail
+        ${if command != null || run != null then "${if command != null then command else ""}\n${if run != null then run else ""}\nexit" else ""}
+      '';
+      buildDir = "/build";
+      envVars =
+        {
+          PATH = staticPath;
+          HOME = homeDirectory;
+          NIX_STORE = storeDir;
+          NIX_BUILD_CORES = "1";
+        }
+        // (
+          if cacert != null then
+            {
+              SSL_CERT_FILE = "${cacert}/etc/ssl/certs/ca-bundle.crt";
+              NIX_SSL_CERT_FILE = "${cacert}/etc/ssl/certs/ca-bundle.crt";
+            }
+          else
+            { }
+        )
+        // inputEnv
+        // outputEnv
+        // {
+          NIX_BUILD_TOP = buildDir;
+          TMPDIR = buildDir;
+          TEMPDIR = buildDir;
+          TMP = buildDir;
+          TEMP = buildDir;
+          PWD = buildDir;
+          TERM = "xterm-256color";
+        };
+    in
+    streamLayeredImage {
+      inherit name tag;
+      contents = [
+        binSh
+        usrBinEnv
+        (fakeNss.override {
+          extraPasswdLines = [ "nixbld:x:${toString uid}:${toString gid}:Build user:${homeDirectory}:/noshell" ];
+          extraGroupLines = [ "nixbld:!:${toString gid}:" ];
+        })
+      ];
+      fakeRootCommands = ''
+        mkdir -p ./nix/store ./nix/var/nix ./etc/nix .${buildDir} .${homeDirectory}
+        chown -R ${toString uid}:${toString gid} ./nix ./etc/nix .${buildDir} .${homeDirectory}
+      '';
+      config = {
+        Cmd = if run == null then [ shell "--rcfile" "${rcfile}" ] else [ shell "${rcfile}" ];
+        WorkingDir = buildDir;
+        Env = map (n: "${n}=${envVars.${n}}") (attrNames envVars);
+        User = "${toString uid}:${toString gid}";
+      };
+    };
+
+  buildNixShellImage =
+    {
+      drv,
+      compressor ? "gz",
+      ...
+    }@args:
+    let
+      stream = streamNixShellImage (removeAttrs args [ "compressor" ]);
+      ext = compressorExt drv.name compressor;
+    in
+    finish (run "${drv.name}-env.tar${ext}" ''
+      stevedore build-layered ${stream.conf} --compressor ${compressor} -o "$out"
+    '' { }) { inherit (stream) imageTag; } { }
+    // { inherit (stream) imageName; };
+
   # mergeImages: one archive holding all the images, compressed as the last one is.
   mergeImages =
     images: run "merge-docker-images" ''stevedore merge-images -o "$out" ${concatStringsSep " " (map toString images)}'' { };
 in
 {
   inherit streamLayeredImage buildLayeredImage buildImage exportImage fakeNss mergeImages;
+  inherit streamNixShellImage buildNixShellImage;
   buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
 
-  binSh = linkTree "bin-sh" { "bin/sh" = "${bash}/bin/bash"; };
-  usrBinEnv = linkTree "usr-bin-env" { "usr/bin/env" = "${coreutils}/bin/env"; };
+  inherit binSh usrBinEnv;
   caCertificates =
     let
       bundle =

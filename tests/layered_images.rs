@@ -1024,3 +1024,21 @@ fn base_images_may_repeat_a_layer() {
     assert_eq!(run_image(&tar, dir.path()), "adlayer1\n");
     assert_eq!(manifest(&tar)[0]["Layers"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn nix_shell_images_enter_the_derivation_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = archive("nix-shell-run", dir.path());
+    let c = config(&tar)["config"].clone();
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["WorkingDir"], "/build");
+    let out = run_image(&tar, dir.path());
+    // The derivation's output is not in the image; buildDerivation builds it there.
+    assert_eq!(out, "from the shell image|a b|1|passed as a file|/build|/build|1000:1000\nbuilding from the shell image\n");
+    let built = archive("nix-shell-build", dir.path());
+    assert!(build("nix-shell-build")
+        .to_string_lossy()
+        .ends_with("hello-shell-env.tar.gz"));
+    let cmd = config(&built)["config"]["Cmd"].clone();
+    assert_eq!(cmd[1], "--rcfile");
+}

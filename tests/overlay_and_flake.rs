@@ -96,12 +96,14 @@ fn flake_lib_gives_the_builders_for_a_pkgs() {
             "buildImageWithNixDb",
             "buildLayeredImage",
             "buildLayeredImageWithNixDb",
+            "buildNixShellImage",
             "caCertificates",
             "exportImage",
             "fakeNss",
             "mergeImages",
             "shadowSetup",
             "streamLayeredImage",
+            "streamNixShellImage",
             "usrBinEnv"
         ])
     );

@@ -401,6 +401,34 @@ rec {
     config.Cmd = [ "/bin/cat" "/layer-order" "/tmp/layer1" ];
   };
 
+  # A derivation to enter with the nix-shell images.
+  shell-drv = derivation {
+    name = "hello-shell";
+    inherit system;
+    builder = sh;
+    args = [ "-c" "echo building $greeting > $out" ];
+    greeting = "from the shell image";
+    words = [ "a" "b" ];
+    flag = true;
+    passAsFile = [ "big" ];
+    big = "passed as a file";
+  };
+  nix-shell-run = dockerTools.streamNixShellImage {
+    drv = shell-drv;
+    tag = "latest";
+    shell = sh;
+    run = ''
+      echo "$greeting|$words|$flag|$(cat "$bigPath")|$HOME|$(pwd)|$(id -u):$(id -g)"
+      buildDerivation && cat "$out"
+    '';
+  };
+  nix-shell-build = dockerTools.buildNixShellImage {
+    drv = shell-drv;
+    tag = "latest";
+    shell = sh;
+    command = "echo command mode";
+  };
+
   build-nix-db = dockerTools.buildImageWithNixDb {
     name = "build-nix-db";
     tag = "latest";
