@@ -665,6 +665,13 @@ fn build_image_runs_and_has_nixpkgs_layout() {
         ]
     );
     assert_eq!(config["config"]["Env"], serde_json::json!([]));
+    assert_eq!(config["created"], "1970-01-01T00:00:01Z", "a stable date");
+    let layer_bytes = tar_member(&tar, &layer_tar);
+    use sha2::Digest;
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer_bytes)))
+    );
     let listing = stdout(Command::new("tar").arg("-tvf").arg(&tar));
     assert!(
         listing.lines().all(|l| l.contains(" root/root ")),

@@ -315,22 +315,24 @@ fn assemble(
         appended.extend(gnu::item_for_path(&fs_path, member, &opts)?);
     }
     let layer_tar = work.join("layer.tar");
-    {
+    let new_layer_sha = {
+        // The bytes are hashed as they are written: the diff_id needs no second read.
         let start = reader::data_end(&pure)?;
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&layer_tar)?);
+        let file = std::io::BufWriter::new(std::fs::File::create(&layer_tar)?);
+        let mut out = crate::image::hashing::HashingWriter::new(file);
         std::io::copy(
             &mut std::io::Read::take(std::fs::File::open(&pure)?, start),
             &mut out,
         )?;
         gnu::append_items(&appended, mtime, &mut out, None, start)?;
-        out.flush()?;
         // tar -r does not shorten the file it appends to.
         let original = std::fs::metadata(&pure)?.len();
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        if file.metadata()?.len() < original {
-            file.set_len(original)?;
-        }
-    }
+        let missing = original.saturating_sub(out.count);
+        crate::tar::io::write_zeros(&mut out, missing)?;
+        let (digest, mut file) = out.finish();
+        file.flush()?;
+        digest
+    };
     let mut json: Map<String, Value> = serde_json::from_slice(&std::fs::read(layer.join("json"))?)?;
     if let Some(b) = base.filter(|b| !b.parent.is_empty()) {
         json.insert("parent".into(), json!(b.parent));
@@ -369,12 +371,13 @@ fn assemble(
     let mut layers: Vec<String> = base.map(|b| b.layers.clone()).unwrap_or_default();
     layers.push(format!("{layer_id}/layer.tar"));
     let mut diff_ids = Vec::new();
-    for l in &layers {
+    for l in &layers[..layers.len() - 1] {
         let item = files
             .get(&key_of(l.as_bytes()))
             .with_context(|| format!("layer {l} is not in the image"))?;
         diff_ids.push(json!(format!("sha256:{}", item_sha256(item)?)));
     }
+    diff_ids.push(json!(format!("sha256:{new_layer_sha}")));
     let image_json = image_config(
         base_json,
         base.map(|b| b.env.clone()).unwrap_or_default(),
