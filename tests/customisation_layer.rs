@@ -218,3 +218,38 @@ fn symlink_join_builds_the_tree_lndir_builds() {
         a.join("etc/conf")
     );
 }
+
+#[test]
+fn image_layer_matches_gnu_tar_with_owner_names() {
+    // buildImage's layer: no --numeric-owner, so GNU tar writes owner names, also in its
+    // ././@LongLink records.
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    std::fs::remove_file(tree.join("fifo")).unwrap();
+    let base = tmp.path().join("base.json");
+    std::fs::write(&base, r#"{"architecture":"amd64","config":null,"created":"1970-01-01T00:00:01Z","os":"linux","preferLocalBuild":true,"variant":""}"#).unwrap();
+    let ours = tmp.path().join("ours");
+    run(stevedore()
+        .arg("image-layer")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&ours)
+        .arg("--base-json")
+        .arg(&base));
+    let theirs = tmp.path().join("gnu.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .args([
+            "--hard-dereference",
+            "--sort=name",
+            "--mtime=@315532800",
+            "--owner=0",
+            "--group=0",
+            "-cf",
+        ])
+        .arg(&theirs)
+        .arg("."));
+    assert!(std::fs::read(&theirs).unwrap() == std::fs::read(ours.join("layer.tar")).unwrap());
+}

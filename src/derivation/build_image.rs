@@ -324,7 +324,7 @@ fn assemble(
             &mut std::io::Read::take(std::fs::File::open(&pure)?, start),
             &mut out,
         )?;
-        gnu::append_items(&appended, mtime, &mut out, None, start)?;
+        gnu::append_items(&appended, mtime, false, &mut out, None, start)?;
         // tar -r does not shorten the file it appends to.
         let original = std::fs::metadata(&pure)?.len();
         let missing = original.saturating_sub(out.count);

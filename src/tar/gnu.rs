@@ -104,7 +104,13 @@ pub struct Item {
 
 /// Archives the directory `root` into `out`; returns the number of bytes written.
 pub fn write_dir(root: &Path, opts: &GnuOptions, out: &mut dyn Write) -> Result<u64> {
-    write_items(&collect_dir(root, opts)?, opts.mtime, out)
+    write_items_summed(
+        &collect_dir(root, opts)?,
+        opts.mtime,
+        !opts.names,
+        out,
+        None,
+    )
 }
 
 /// As [`write_dir`], also computing the archive's TarSum as it is written.
@@ -114,7 +120,13 @@ pub fn write_dir_summed(
     out: &mut dyn Write,
     sum: &mut TarSum,
 ) -> Result<u64> {
-    write_items_summed(&collect_dir(root, opts)?, opts.mtime, out, Some(sum))
+    write_items_summed(
+        &collect_dir(root, opts)?,
+        opts.mtime,
+        !opts.names,
+        out,
+        Some(sum),
+    )
 }
 
 fn collect_dir(root: &Path, opts: &GnuOptions) -> Result<Vec<Item>> {
@@ -130,17 +142,18 @@ fn collect_dir(root: &Path, opts: &GnuOptions) -> Result<Vec<Item>> {
 
 /// Writes `items` in order, every entry with `mtime`; returns the bytes written.
 pub fn write_items(items: &[Item], mtime: i64, out: &mut dyn Write) -> Result<u64> {
-    write_items_summed(items, mtime, out, None)
+    write_items_summed(items, mtime, false, out, None)
 }
 
 /// As [`write_items`], also feeding every entry to `tarsum` as it is written.
 pub fn write_items_summed(
     items: &[Item],
     mtime: i64,
+    numeric_owner: bool,
     out: &mut dyn Write,
     tarsum: Option<&mut TarSum>,
 ) -> Result<u64> {
-    append_items(items, mtime, out, tarsum, 0)
+    append_items(items, mtime, numeric_owner, out, tarsum, 0)
 }
 
 /// Writes `items` after `start` bytes of an archive that `out` continues (as `tar -r`
@@ -149,6 +162,7 @@ pub fn write_items_summed(
 pub fn append_items(
     items: &[Item],
     mtime: i64,
+    numeric_owner: bool,
     out: &mut dyn Write,
     mut tarsum: Option<&mut TarSum>,
     start: u64,
@@ -156,7 +170,7 @@ pub fn append_items(
     let mut written = 0u64;
     let mut buf = Vec::new();
     for item in items {
-        let header = encode(item, mtime);
+        let header = encode(item, mtime, numeric_owner);
         out.write_all(&header).context("cannot write layer")?;
         written += header.len() as u64;
         let mut tee = Tee {
@@ -359,13 +373,13 @@ fn number(b: &mut Block, f: (usize, usize), value: u64) {
     }
 }
 
-fn encode(item: &Item, mtime: i64) -> Vec<u8> {
+fn encode(item: &Item, mtime: i64, numeric_owner: bool) -> Vec<u8> {
     let mut out = Vec::new();
     if item.link.len() > 100 {
-        out.extend(long_record(kind::GNU_LONGLINK, &item.link));
+        out.extend(long_record(kind::GNU_LONGLINK, &item.link, numeric_owner));
     }
     if item.name.len() > 100 {
-        out.extend(long_record(kind::GNU_LONGNAME, &item.name));
+        out.extend(long_record(kind::GNU_LONGNAME, &item.name, numeric_owner));
     }
     let mut b = Block::default();
     b.text(field::NAME, &item.name);
@@ -388,7 +402,8 @@ fn encode(item: &Item, mtime: i64) -> Vec<u8> {
 }
 
 /// A `././@LongLink` header and its NUL-terminated payload.
-fn long_record(k: u8, text: &[u8]) -> Vec<u8> {
+/// GNU tar names root as its owner unless `--numeric-owner` is given.
+fn long_record(k: u8, text: &[u8], numeric_owner: bool) -> Vec<u8> {
     let mut b = Block::default();
     b.text(field::NAME, b"././@LongLink");
     b.octal(field::MODE, 0o644);
@@ -398,6 +413,10 @@ fn long_record(k: u8, text: &[u8]) -> Vec<u8> {
     b.octal(field::MTIME, 0);
     b.kind(k);
     b.text(field::MAGIC, GNU_MAGIC);
+    if !numeric_owner {
+        b.text(field::UNAME, b"root");
+        b.text(field::GNAME, b"root");
+    }
     let mut out = b.finish().to_vec();
     out.extend_from_slice(text);
     out.resize(512 + padded(text.len() as u64 + 1) as usize, 0);
