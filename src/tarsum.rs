@@ -9,7 +9,7 @@
 //! its own, and a USTAR/PAX prefix is joined to the name. Written here because no crate
 //! reproduces those reader rules, and the digest goes into nixpkgs' layer `json`.
 
-use crate::tar::block::{field, parse_number};
+use crate::tar::block::{checksum_ok, field, parse_number};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -355,30 +355,7 @@ fn nul_terminated(bytes: &[u8]) -> Vec<u8> {
 
 /// A header block as Go's reader sees it (before PAX/GNU records are applied).
 fn parse(b: &[u8; 512]) -> Result<Header> {
-    let stored = parse_number(&b[148..156]).context("archive/tar: invalid tar header")?;
-    let unsigned: i64 = b
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                x as i64
-            }
-        })
-        .sum();
-    let signed: i64 = b
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                x as i8 as i64
-            }
-        })
-        .sum();
-    if stored as i64 != unsigned && stored as i64 != signed {
+    if !checksum_ok(b) {
         bail!("archive/tar: invalid tar header");
     }
     let num = |(at, len): (usize, usize)| -> Result<i64> {

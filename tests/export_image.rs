@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,49 +55,6 @@ fn export(archive: &Path, out: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Asserts two trees hold the same names, kinds, permissions, owners, bytes and links.
-fn assert_same(a: &Path, b: &Path) {
-    let (ma, mb) = (
-        std::fs::symlink_metadata(a).unwrap(),
-        std::fs::symlink_metadata(b).unwrap(),
-    );
-    assert_eq!(ma.file_type(), mb.file_type(), "{}", b.display());
-    assert_eq!(
-        (ma.uid(), ma.gid()),
-        (mb.uid(), mb.gid()),
-        "{}",
-        b.display()
-    );
-    if ma.file_type().is_symlink() {
-        assert_eq!(
-            std::fs::read_link(a).unwrap(),
-            std::fs::read_link(b).unwrap()
-        );
-        return;
-    }
-    assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "{}", b.display());
-    if ma.is_file() {
-        assert!(
-            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
-            "{}",
-            b.display()
-        );
-    } else if ma.is_dir() {
-        let names = |p: &Path| {
-            let mut v: Vec<_> = std::fs::read_dir(p)
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(names(a), names(b), "{}", b.display());
-        for n in names(a) {
-            assert_same(&a.join(&n), &b.join(&n));
-        }
-    }
-}
-
 fn extract(tar: &Path, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     run(Command::new("tar")
@@ -126,7 +82,7 @@ fn whiteouts_and_opaque_directories_match_umoci() {
     assert!(export(&archive, &out).status.success());
     let ours = extract(&out, &tmp.path().join("ours"));
     let theirs = unpack(&archive, &tmp.path().join("umoci"));
-    assert_same(&theirs, &ours);
+    assert_same_tree(&theirs, &ours);
     assert_eq!(std::fs::read_to_string(ours.join("a/y")).unwrap(), "y2");
     assert!(!ours.join("a/x").exists() && !ours.join("b/z").exists() && !ours.join("c").exists());
     let listing = stdout(Command::new("tar").arg("-tf").arg(&out));
@@ -145,7 +101,7 @@ fn layered_image_exports_like_umoci_unpacks() {
     assert!(export(&archive, &out).status.success());
     let ours = extract(&out, &tmp.path().join("ours"));
     let theirs = unpack(&archive, &tmp.path().join("umoci"));
-    assert_same(&theirs, &ours);
+    assert_same_tree(&theirs, &ours);
     assert!(ours.join("etc/motd").exists());
 }
 

@@ -40,30 +40,22 @@ fn eval(attr: &str) -> String {
     serde_json::from_str(out.trim()).expect("a Nix string")
 }
 
-/// An uncompressed docker archive of the image `attr` (running it if it is a stream script).
+/// An uncompressed docker archive of the image `attr` (running it if it is a stream
+/// script), checked with skopeo.
 fn archive(attr: &str, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let built = build(attr);
-    let tar = dir.join(format!("{attr}.tar"));
-    let bytes = if std::fs::metadata(&built).unwrap().permissions().mode() & 0o111 != 0 {
-        run(&mut Command::new(&built)).stdout
+    let name = format!("{attr}.tar");
+    let tar = if std::fs::metadata(&built).unwrap().permissions().mode() & 0o111 != 0 {
+        write_tmp(dir, &name, &run(&mut Command::new(&built)).stdout)
     } else {
-        let head = std::fs::read(&built).unwrap();
-        match head.get(..4) {
-            Some([0x1f, 0x8b, ..]) => run(Command::new("gzip").arg("-dc").arg(&built)).stdout,
-            Some([0x28, 0xb5, 0x2f, 0xfd]) => {
-                run(Command::new("zstd").arg("-dc").arg(&built)).stdout
-            }
-            _ => head,
-        }
+        decompressed(&built, dir, &name)
     };
-    std::fs::write(&tar, bytes).unwrap();
     run(Command::new("skopeo")
         .arg("inspect")
         .arg(format!("docker-archive:{}", tar.display())));
     tar
 }
-
-use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn layered_image_runs_and_has_extra_commands_output() {

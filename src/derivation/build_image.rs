@@ -217,19 +217,7 @@ fn resolve_layer(members: &[Member], m: &Member, file: &Path) -> Result<(PathBuf
 }
 
 fn owned_dir(mode: u32) -> Item {
-    Item {
-        name: Vec::new(),
-        content: Content::None,
-        kind: kind::DIR,
-        mode,
-        uid: 0,
-        gid: 0,
-        uname: b"root".to_vec(),
-        gname: b"root".to_vec(),
-        size: 0,
-        link: Vec::new(),
-        dev: (0, 0),
-    }
+    Item::root_owned(kind::DIR, mode)
 }
 
 fn base_item(m: &Member, file: &Path) -> Result<Item> {

@@ -146,19 +146,7 @@ fn layer_tar(
 }
 
 fn dir_item(mode: u32) -> Item {
-    Item {
-        name: Vec::new(),
-        content: Content::None,
-        kind: kind::DIR,
-        mode,
-        uid: 0,
-        gid: 0,
-        uname: b"root".to_vec(),
-        gname: b"root".to_vec(),
-        size: 0,
-        link: Vec::new(),
-        dev: (0, 0),
-    }
+    Item::root_owned(kind::DIR, mode)
 }
 
 /// Member name to path components: `./`, `/` and empty parts dropped, `..` refused.

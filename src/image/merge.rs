@@ -138,19 +138,7 @@ fn jq_add(docs: &[Value]) -> String {
 }
 
 fn owned(kind: u8, mode: u32) -> Item {
-    Item {
-        name: Vec::new(),
-        content: Content::None,
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        uname: b"root".to_vec(),
-        gname: b"root".to_vec(),
-        size: 0,
-        link: Vec::new(),
-        dev: (0, 0),
-    }
+    Item::root_owned(kind, mode)
 }
 
 fn dir_item(mode: u32) -> Item {

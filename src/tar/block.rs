@@ -79,6 +79,22 @@ impl Block {
     }
 }
 
+/// Whether a header block's stored checksum matches its bytes, counted unsigned or
+/// signed (old writers), with the checksum field itself counted as spaces.
+pub fn checksum_ok(b: &[u8; 512]) -> bool {
+    let Some(stored) = parse_number(&b[148..156]) else {
+        return false;
+    };
+    let sum = |f: fn(u8) -> i64| -> i64 {
+        b.iter()
+            .enumerate()
+            .map(|(i, &x)| if (148..156).contains(&i) { 32 } else { f(x) })
+            .sum()
+    };
+    let stored = stored as i64;
+    stored == sum(|x| x as i64) || stored == sum(|x| x as i8 as i64)
+}
+
 /// Reads an octal or base-256 numeric field as CPython's `nti` does.
 pub fn parse_number(field: &[u8]) -> Option<u64> {
     if field.first().is_some_and(|&b| b & 0x80 != 0) {

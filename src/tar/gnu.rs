@@ -140,6 +140,25 @@ fn collect_dir(root: &Path, opts: &GnuOptions) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+impl Item {
+    /// An entry owned by root (ids 0, names `root`), without content or name yet.
+    pub fn root_owned(kind: u8, mode: u32) -> Item {
+        Item {
+            name: Vec::new(),
+            content: Content::None,
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            uname: b"root".to_vec(),
+            gname: b"root".to_vec(),
+            size: 0,
+            link: Vec::new(),
+            dev: (0, 0),
+        }
+    }
+}
+
 /// Writes `items` in order, every entry with `mtime`; returns the bytes written.
 pub fn write_items(items: &[Item], mtime: i64, out: &mut dyn Write) -> Result<u64> {
     write_items_summed(items, mtime, false, out, None)

@@ -2,7 +2,7 @@
 //! parsed the way CPython's `tarfile` parses them (GNU long names, PAX records), so a
 //! member can be written again exactly as nixpkgs' streamer re-writes base layers.
 
-use super::block::{field, parse_number};
+use super::block::{checksum_ok, field, parse_number};
 use super::pyheader::TarInfo;
 use super::{kind, padded, BLOCK};
 use anyhow::{bail, Context, Result};
@@ -151,30 +151,7 @@ fn nul_terminated(bytes: &[u8]) -> Vec<u8> {
 fn parse_header(b: &[u8; 512]) -> Result<TarInfo> {
     let num =
         |(at, len): (usize, usize)| parse_number(&b[at..at + len]).context("bad numeric field");
-    let stored = num(field::CHKSUM)?;
-    let unsigned: u64 = b
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                x as u64
-            }
-        })
-        .sum();
-    let signed: i64 = b
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                x as i8 as i64
-            }
-        })
-        .sum();
-    if stored != unsigned && stored as i64 != signed {
+    if !checksum_ok(b) {
         bail!("checksum mismatch");
     }
     let text = |(at, len): (usize, usize)| nul_terminated(&b[at..at + len]);

@@ -218,3 +218,40 @@ pub fn run_image(tar: &Path, dir: &Path) -> String {
     }
     stdout(&mut cmd)
 }
+
+/// Asserts that `copy` mirrors `original`: the same names, kinds, permissions, owners,
+/// bytes and link targets, all the way down.
+pub fn assert_same_tree(original: &Path, copy: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let a = std::fs::symlink_metadata(original).unwrap();
+    let b =
+        std::fs::symlink_metadata(copy).unwrap_or_else(|_| panic!("{} missing", copy.display()));
+    assert_eq!(a.file_type(), b.file_type(), "{}", copy.display());
+    assert_eq!((a.uid(), a.gid()), (b.uid(), b.gid()), "{}", copy.display());
+    assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777, "{}", copy.display());
+    if a.file_type().is_symlink() {
+        assert_eq!(
+            std::fs::read_link(original).unwrap(),
+            std::fs::read_link(copy).unwrap()
+        );
+    } else if a.is_file() {
+        assert!(
+            std::fs::read(original).unwrap() == std::fs::read(copy).unwrap(),
+            "{}",
+            copy.display()
+        );
+    } else if a.is_dir() {
+        let names = |p: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(original), names(copy), "{}", copy.display());
+        for name in names(original) {
+            assert_same_tree(&original.join(&name), &copy.join(&name));
+        }
+    }
+}
