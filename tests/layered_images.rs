@@ -1041,3 +1041,15 @@ fn nix_shell_images_enter_the_derivation_environment() {
     let cmd = config(&built)["config"]["Cmd"].clone();
     assert_eq!(cmd[1], "--rcfile");
 }
+
+#[test]
+fn build_images_equal_nixpkgs_buildimage_output() {
+    // Golden digests from nixpkgs' own buildImage steps run with the real tools on the
+    // same inputs (tests/data/README.md).
+    let expected = read_json(&root().join("tests/data/build-image/expected.json"));
+    let dir = tempfile::tempdir().unwrap();
+    for (attr, digest) in expected.as_object().unwrap() {
+        let tar = decompressed(&build(attr), dir.path(), &format!("{attr}.tar"));
+        assert_eq!(sha256sum(&tar), digest.as_str().unwrap(), "{attr}");
+    }
+}

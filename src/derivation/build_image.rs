@@ -144,10 +144,13 @@ fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<B
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let parent_entry = match (name, tag) {
+    // With fromImageName and fromImageTag, nixpkgs' `jq -r '... | select(...) |
+    // rtrimstr(".json")'` leaves the whole manifest entry (rtrimstr passes objects
+    // through), so the parent is that entry as jq prints it; otherwise the first Config.
+    let parent = match (name, tag) {
         (Some(n), Some(t)) => {
             let want = format!("{n}:{t}");
-            manifest
+            let entry = manifest
                 .as_array()
                 .and_then(|l| {
                     l.iter().find(|e| {
@@ -156,15 +159,15 @@ fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<B
                             .is_some_and(|r| r.iter().any(|x| x == &want))
                     })
                 })
-                .with_context(|| what(&format!("no image tagged {want}")))?
+                .with_context(|| what(&format!("no image tagged {want}")))?;
+            jsonfmt::jq(entry).trim_end_matches('\n').to_string()
         }
-        _ => first,
+        _ => first["Config"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches(".json")
+            .to_string(),
     };
-    let parent = parent_entry["Config"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_end_matches(".json")
-        .to_string();
     let mut files = BTreeMap::new();
     let mut paths = BTreeSet::new();
     for m in &members {
