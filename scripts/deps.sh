@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages stevedore's example and tests use (as root), if missing.
 set -euo pipefail
-packages=(nix-bin skopeo umoci busybox-static fakeroot proot tar gzip zstd xutils-dev python3 util-linux time jq jshon rsync containerd runc)
-tools=(nix-build skopeo umoci busybox fakeroot proot tar gzip zstd lndir python3 setpriv /usr/bin/time jq jshon rsync containerd ctr runc)
+packages=(nix-bin skopeo umoci busybox-static fakeroot proot tar gzip zstd xutils-dev python3 util-linux time jq jshon rsync containerd runc golang-go moreutils)
+tools=(nix-build skopeo umoci busybox fakeroot proot tar gzip zstd lndir python3 setpriv /usr/bin/time jq jshon rsync containerd ctr runc go sponge)
 missing=0
 for t in "${tools[@]}"; do command -v "$t" >/dev/null 2>&1 || missing=1; done
 [ -x /bin/busybox ] || missing=1
@@ -18,12 +18,19 @@ fi
 
 # moby's TarSum test data (upstream tarsum_test.go vectors), from Debian's package of
 # moby's Go sources; only its files are used, nothing is installed.
+# The same package's tarsum sources, built with Debian's Go into the reference TarSum
+# tool the tests compare stevedore's with (a main of our own, as nixpkgs' tarsum.go is).
 moby=target/moby-tarsum
-if [ ! -d "$moby/testdata" ]; then
-  rm -rf "$moby.tmp" && mkdir -p "$moby.tmp"
+if [ ! -x "$moby/tarsum" ]; then
+  rm -rf "$moby" "$moby.tmp" && mkdir -p "$moby.tmp"
   (cd "$moby.tmp" && apt-get download -qq golang-github-docker-docker-dev >/dev/null)
   dpkg-deb -x "$moby.tmp"/*.deb "$moby.tmp/x"
-  mkdir -p "$moby"
-  mv "$moby.tmp/x/usr/share/gocode/src/github.com/docker/docker/pkg/tarsum/testdata" "$moby/testdata"
+  src=$moby.tmp/x/usr/share/gocode/src/github.com/docker/docker/pkg/tarsum
+  mkdir -p "$moby" "$moby.tmp/go/src/github.com/docker/docker/pkg/tarsum" "$moby.tmp/go/src/tarsumtool"
+  mv "$src/testdata" "$moby/testdata"
+  cp "$src"/*.go "$moby.tmp/go/src/github.com/docker/docker/pkg/tarsum/"
+  rm "$moby.tmp/go/src/github.com/docker/docker/pkg/tarsum/"*_test.go
+  cp scripts/tarsum-main.go "$moby.tmp/go/src/tarsumtool/main.go"
+  (cd "$moby.tmp/go/src/tarsumtool" && GOPATH=$PWD/../.. GO111MODULE=off GOCACHE=$PWD/../../cache go build -o "$OLDPWD/$moby/tarsum" .)
   rm -rf "$moby.tmp"
 fi

@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 
+/// `time.Time{}.Unix()` in Go: 0001-01-01T00:00:00Z.
+const GO_ZERO_TIME: i64 = -62_135_596_800;
+
 /// TarSum versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Version {
@@ -210,11 +213,18 @@ pub fn of_stream(input: &mut dyn Read, version: Version, extra: Option<&[u8]>) -
             _ => {
                 let mut e = h.entry;
                 if h.typeflag == b'g' {
-                    // Go returns a global header with only its name, type and xattrs.
+                    // Go returns a global header with only its name, type and xattrs; its
+                    // zero ModTime is year 1, which v0 hashes as -62135596800.
                     let records = parse_pax(&read_body(input, body_len)?)?;
+                    // mergePAX runs first, so a `path` record renames it.
+                    let name = records
+                        .iter()
+                        .find(|(k, _)| k == b"path")
+                        .map_or(e.name, |(_, v)| v.clone());
                     let e = Entry {
-                        name: e.name,
+                        name,
                         typeflag: b'g',
+                        mtime: GO_ZERO_TIME,
                         xattrs: xattrs(&records),
                         ..Entry::default()
                     };
