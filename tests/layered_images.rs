@@ -1053,3 +1053,65 @@ fn build_images_equal_nixpkgs_buildimage_output() {
         assert_eq!(sha256sum(&tar), digest.as_str().unwrap(), "{attr}");
     }
 }
+
+/// `tar -tv` of the top layer of a built buildImage archive.
+fn top_layer_listing(attr: &str, dir: &Path, numeric: bool) -> String {
+    let tar = archive(attr, dir);
+    let layers = manifest(&tar)[0]["Layers"].clone();
+    let top = layers
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer = write_tmp(dir, &format!("{attr}-top.tar"), &tar_member(&tar, &top));
+    let mut cmd = Command::new("tar");
+    if numeric {
+        cmd.arg("--numeric-owner");
+    }
+    stdout(cmd.arg("-tvf").arg(layer))
+}
+
+#[test]
+fn build_image_uid_gid_and_dirlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    // --owner/--group apply to the layer's own files, named as the build sandbox names
+    // them; the appended store paths are root's.
+    let names = top_layer_listing("build-owner", dir.path(), false);
+    assert!(
+        names
+            .lines()
+            .any(|l| l.contains(" nixbld/nixbld ") && l.ends_with(" ./bin/")),
+        "{names}"
+    );
+    assert!(
+        names
+            .lines()
+            .any(|l| l.contains(" root/root ") && l.contains(" nix/store/")),
+        "{names}"
+    );
+    let numeric = top_layer_listing("build-owner", dir.path(), true);
+    assert!(
+        numeric
+            .lines()
+            .any(|l| l.contains(" 1000/100 ") && l.ends_with(" ./bin/")),
+        "{numeric}"
+    );
+    // rsync -k copies a symlink to a directory as the directory; -K keeps the link.
+    let copied = top_layer_listing("build-dirlinks", dir.path(), false);
+    assert!(
+        copied
+            .lines()
+            .any(|l| l.starts_with('d') && l.ends_with(" ./tools/")),
+        "{copied}"
+    );
+    assert!(copied.contains("./tools/hello"), "{copied}");
+    let kept = top_layer_listing("build-keep-dirlinks", dir.path(), false);
+    assert!(
+        kept.lines()
+            .any(|l| l.starts_with('l') && l.contains(" ./tools -> ")),
+        "{kept}"
+    );
+}

@@ -401,6 +401,11 @@ rec {
     config.Cmd = [ "/bin/cat" "/layer-order" "/tmp/layer1" ];
   };
 
+  build-owner = dockerTools.buildImage { name = "build-owner"; tag = "latest"; copyToRoot = root; uid = 1000; gid = 100; };
+  dirlinked = mk "dirlinked" "mkdir -p $out && ln -s ${hello}/bin $out/tools";
+  build-dirlinks = dockerTools.buildImage { name = "dirlinks"; tag = "latest"; copyToRoot = [ dirlinked ]; };
+  build-keep-dirlinks = dockerTools.buildImage { name = "keep-dirlinks"; tag = "latest"; copyToRoot = [ dirlinked ]; keepContentsDirlinks = true; };
+
   # A derivation to enter with the nix-shell images.
   shell-drv = derivation {
     name = "hello-shell";
