@@ -18,9 +18,12 @@ fn testdata(rel: &str) -> PathBuf {
 
 /// `stevedore tarsum` of `input`; returns (exit status, stdout).
 fn tarsum(input: &[u8], args: &[&str]) -> (bool, String) {
-    let mut child = stevedore()
-        .arg("tarsum")
-        .args(args)
+    feed(stevedore().arg("tarsum").args(args), input)
+}
+
+/// Runs `cmd` with `input` on stdin; returns its success and trimmed stdout.
+fn feed(cmd: &mut Command, input: &[u8]) -> (bool, String) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -259,19 +262,7 @@ fn gnu_long_names_fold_like_pax_records() {
 
 /// The reference tool scripts/deps.sh builds from moby's own tarsum sources.
 fn reference(input: &[u8], version: &str) -> (bool, String) {
-    let tool = testdata("../tarsum");
-    let mut child = Command::new(tool)
-        .arg(version)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap().trim().to_string(),
-    )
+    feed(Command::new(testdata("../tarsum")).arg(version), input)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! (`--sort=name --owner=0 --group=0`, read-only modes, names without `./`).
 
 use super::attrs;
-use crate::image::base::plain_tar;
+use crate::image::base::{plain_tar, read_json, resolve};
 use crate::image::docker_archive::{self, Compressor};
 use crate::image::hashing::sha256_hex;
 use crate::image::jsonfmt;
@@ -84,10 +84,7 @@ pub fn run() -> Result<()> {
 }
 
 fn key_of(name: &[u8]) -> Key {
-    name.split(|&b| b == b'/')
-        .filter(|p| !p.is_empty() && *p != b".")
-        .map(<[u8]>::to_vec)
-        .collect()
+    reader::components(name)
 }
 
 /// `realpath -ms --relative-to=.` of each member, with a leading `/`, `.` left out.
@@ -117,16 +114,7 @@ fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<B
     let what = |m: &str| format!("base image {}: {m}", path.display());
     let (plain, spill) = plain_tar(path)?;
     let members = reader::list(&plain).with_context(|| what("not a tar archive"))?;
-    let read = |n: &str| -> Result<Value> {
-        let m = reader::find(&members, n).with_context(|| what(&format!("no {n}")))?;
-        let mut buf = vec![0u8; m.info.size as usize];
-        std::os::unix::fs::FileExt::read_exact_at(
-            &std::fs::File::open(&plain)?,
-            &mut buf,
-            m.data_offset,
-        )?;
-        serde_json::from_slice(&buf).with_context(|| what(&format!("{n} is not JSON")))
-    };
+    let read = |n: &str| read_json(&plain, &members, n).with_context(|| what("bad metadata"));
     let manifest = read("manifest.json").with_context(|| what("not a docker archive"))?;
     let first = &manifest[0];
     let config_name = first["Config"]
@@ -203,19 +191,8 @@ fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<B
 
 /// A layer member's bytes: itself, or the member a symlink (skopeo's layout) points to.
 fn resolve_layer(members: &[Member], m: &Member, file: &Path) -> Result<(PathBuf, u64, u64)> {
-    if m.info.kind != kind::SYMLINK {
-        return Ok((file.to_path_buf(), m.data_offset, m.info.size));
-    }
-    let dir = Path::new(std::str::from_utf8(&m.info.name).unwrap_or_default())
-        .parent()
-        .unwrap_or(Path::new(""));
-    let target = dir.join(String::from_utf8_lossy(&m.info.linkname).as_ref());
-    let key = key_of(target.to_string_lossy().as_bytes());
-    let t = members
-        .iter()
-        .rev()
-        .find(|x| key_of(&x.info.name) == key && x.info.kind != kind::SYMLINK)
-        .context("dangling layer symlink")?;
+    let name = String::from_utf8_lossy(&m.info.name).into_owned();
+    let t = resolve(members, &name).with_context(|| format!("layer {name}: dangling symlink"))?;
     Ok((file.to_path_buf(), t.data_offset, t.info.size))
 }
 
@@ -427,10 +404,8 @@ fn add_file(files: &mut BTreeMap<Key, Item>, key: Key, path: &Path) -> Result<()
 }
 
 fn item_sha256(item: &Item) -> Result<String> {
-    use sha2::Digest;
-    let mut sha = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut w = HashSink(&mut sha);
+    let mut w = crate::image::hashing::HashingWriter::new(std::io::sink());
     match &item.content {
         Content::File(p) => {
             crate::tar::io::copy_file(p, item.size, &mut w, &mut buf)?;
@@ -438,19 +413,7 @@ fn item_sha256(item: &Item) -> Result<String> {
         Content::Range(p, off) => crate::tar::io::copy_range(p, *off, item.size, &mut w, &mut buf)?,
         Content::None => {}
     }
-    Ok(hex::encode(sha.finalize()))
-}
-
-struct HashSink<'a>(&'a mut sha2::Sha256);
-
-impl Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        sha2::Digest::update(self.0, buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok(w.finish().0)
 }
 
 /// The image JSON: base json, `.config.Env = $baseEnv + .config.Env`, rootfs, history.

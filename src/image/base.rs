@@ -104,7 +104,7 @@ impl BaseImage {
 
 /// The member holding `name`'s bytes, following a symlink member (as skopeo writes
 /// them) to its target.
-fn resolve<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {
+pub fn resolve<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {
     let member = reader::find(members, name)?;
     if member.info.kind != kind::SYMLINK {
         return Some(member);
@@ -133,12 +133,34 @@ fn normalize(path: &Path) -> String {
         .join("/")
 }
 
-fn read_json(file: &Path, members: &[Member], name: &str) -> Result<Value> {
-    use std::os::unix::fs::FileExt;
+/// The member `name` of the tar file at `file`, parsed as JSON.
+pub fn read_json(file: &Path, members: &[Member], name: &str) -> Result<Value> {
     let m = reader::find(members, name).with_context(|| format!("no {name}"))?;
-    let mut buf = vec![0u8; m.info.size as usize];
-    std::fs::File::open(file)?.read_exact_at(&mut buf, m.data_offset)?;
-    serde_json::from_slice(&buf).with_context(|| format!("{name} is not JSON"))
+    serde_json::from_slice(&reader::read_member(file, m)?)
+        .with_context(|| format!("{name} is not JSON"))
+}
+
+/// How an archive or a layer blob is compressed, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+    /// bzip2 or xz: recognised, not supported.
+    Unsupported,
+}
+
+/// The compression the first bytes of a file show.
+pub fn compression(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else if magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+        Compression::Unsupported
+    } else {
+        Compression::Plain
+    }
 }
 
 /// The path of an uncompressed copy of the archive (itself when it is not compressed),
@@ -149,21 +171,20 @@ pub fn plain_tar(path: &Path) -> Result<(PathBuf, Option<tempfile::NamedTempFile
     let mut magic = [0u8; 6];
     let n = file.read(&mut magic)?;
     let magic = &magic[..n];
-    let decoder: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(
+    let decoder: Box<dyn Read> = match compression(magic) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(
             path,
-        )?))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(std::fs::File::open(
+        )?)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(std::fs::File::open(
             path,
-        )?)?)
-    } else if magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
-        bail!(
-            "base image {}: bzip2/xz compression is not supported",
-            path.display()
-        );
-    } else {
-        return Ok((path.to_path_buf(), None));
+        )?)?),
+        Compression::Unsupported => {
+            bail!(
+                "base image {}: bzip2/xz compression is not supported",
+                path.display()
+            )
+        }
+        Compression::Plain => return Ok((path.to_path_buf(), None)),
     };
     let mut spill = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
     std::io::copy(&mut { decoder }, spill.as_file_mut())

@@ -134,7 +134,7 @@ fn layer_tar(
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
     let n = std::fs::File::open(path)?.read_at(&mut magic, offset)?;
-    if n < 4 || (magic[..2] != [0x1f, 0x8b] && magic != [0x28, 0xb5, 0x2f, 0xfd]) {
+    if base::compression(&magic[..n]) == base::Compression::Plain {
         return Ok((path.to_path_buf(), offset, size, None));
     }
     let mut blob = tempfile::NamedTempFile::new()?;
@@ -151,16 +151,12 @@ fn dir_item(mode: u32) -> Item {
 
 /// Member name to path components: `./`, `/` and empty parts dropped, `..` refused.
 fn key_of(name: &[u8]) -> Result<Key> {
-    let mut key = Vec::new();
-    for part in name.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => bail!(
-                "member {:?} has a '..' component",
-                String::from_utf8_lossy(name)
-            ),
-            p => key.push(p.to_vec()),
-        }
+    let key = reader::components(name);
+    if key.iter().any(|p| p == b"..") {
+        bail!(
+            "member {:?} has a '..' component",
+            String::from_utf8_lossy(name)
+        );
     }
     Ok(key)
 }

@@ -6,7 +6,7 @@
 //! with GNU tar (`--sort=name --owner=0 --group=0 --mtime=@N`, names without `./`),
 //! compressed as the last input was.
 
-use super::base::plain_tar;
+use super::base::{plain_tar, read_json, Compression};
 use super::docker_archive::Compressor;
 use crate::tar::gnu::{self, Content, Item};
 use crate::tar::kind;
@@ -26,14 +26,11 @@ pub fn compression_of(path: &Path) -> Result<Compressor> {
         std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let n = f.read(&mut head)?;
     let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Compressor::Gz)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Compressor::Zstd)
-    } else if n >= 262 && &head[257..262] == b"ustar" {
-        Ok(Compressor::None)
-    } else {
-        bail!("{}: not a tar, gzip or zstd file", path.display())
+    match super::base::compression(head) {
+        Compression::Gzip => Ok(Compressor::Gz),
+        Compression::Zstd => Ok(Compressor::Zstd),
+        Compression::Plain if n >= 262 && &head[257..262] == b"ustar" => Ok(Compressor::None),
+        _ => bail!("{}: not a tar, gzip or zstd file", path.display()),
     }
 }
 
@@ -56,16 +53,10 @@ pub fn merge(
             ("manifest.json", &mut manifests),
             ("repositories", &mut repositories),
         ] {
-            if let Some(m) = reader::find(&members, name) {
-                let mut bytes = vec![0u8; m.info.size as usize];
-                std::os::unix::fs::FileExt::read_exact_at(
-                    &std::fs::File::open(&plain)?,
-                    &mut bytes,
-                    m.data_offset,
-                )?;
+            if reader::find(&members, name).is_some() {
                 list.push(
-                    serde_json::from_slice::<Value>(&bytes)
-                        .with_context(|| format!("{}: {name} is not JSON", input.display()))?,
+                    read_json(&plain, &members, name)
+                        .with_context(|| format!("{}", input.display()))?,
                 );
             }
         }
@@ -160,13 +151,7 @@ fn add_members(
     let mut this: BTreeMap<Key, Item> = BTreeMap::new();
     for m in members {
         let name = String::from_utf8_lossy(&m.info.name).into_owned();
-        let key: Key = m
-            .info
-            .name
-            .split(|&b| b == b'/')
-            .filter(|p| !p.is_empty() && *p != b".")
-            .map(<[u8]>::to_vec)
-            .collect();
+        let key: Key = reader::components(&m.info.name);
         if key.is_empty() || key.iter().any(|p| p == b"..") {
             continue;
         }
@@ -190,13 +175,7 @@ fn add_members(
                 ..owned(kind::SYMLINK, 0o777)
             },
             b'1' => {
-                let target: Key = m
-                    .info
-                    .linkname
-                    .split(|&b| b == b'/')
-                    .filter(|p| !p.is_empty() && *p != b".")
-                    .map(<[u8]>::to_vec)
-                    .collect();
+                let target: Key = reader::components(&m.info.linkname);
                 this.get(&target)
                     .cloned()
                     .with_context(|| format!("member {name:?} links to a missing file"))?

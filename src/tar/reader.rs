@@ -86,6 +86,29 @@ pub fn list_range(path: &Path, start: u64, len: u64) -> Result<Vec<Member>> {
     Ok(members)
 }
 
+/// A member name's path components, without empty and `.` ones (`..` kept).
+pub fn components(name: &[u8]) -> Vec<Vec<u8>> {
+    name.split(|&b| b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The bytes of a member of the tar file at `path`.
+pub fn read_member(path: &Path, member: &Member) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; member.info.size as usize];
+    File::open(path)
+        .and_then(|f| f.read_exact_at(&mut buf, member.data_offset))
+        .with_context(|| {
+            format!(
+                "{}: cannot read member {}",
+                path.display(),
+                String::from_utf8_lossy(&member.info.name)
+            )
+        })?;
+    Ok(buf)
+}
+
 /// The last member named `name` (as `TarFile.getmember`), trailing slashes ignored.
 pub fn find<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {
     let want = name.trim_end_matches('/').as_bytes();
