@@ -346,7 +346,7 @@ let
             { }
           else
             {
-              inherit runAsRoot fromImage fromImageName fromImageTag hostPaths;
+              inherit runAsRoot fromImage hostPaths;
               coreutilsBin = "${coreutils}/bin";
             }
         )
@@ -354,7 +354,7 @@ let
 
       result = derivation {
         name = "docker-image-${baseName}.tar${ext}";
-        inherit system storeDir fromImage fromImageName fromImageTag tag compressor layer baseJson;
+        inherit system storeDir fromImage tag compressor layer baseJson;
         builder = "${bash}/bin/bash";
         args = [ "-ec" ("${helper} nix-build-image" + holdLog) ];
         __structuredAttrs = true;

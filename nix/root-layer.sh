@@ -20,11 +20,9 @@ fr() { fakeroot -i "$state" -s "$state" "$@"; }
 
 mkdir rootfs
 if [ -n "${fromImage:-}" ]; then
-  select=()
-  if [ -n "${fromImageName:-}" ] && [ -n "${fromImageTag:-}" ]; then
-    select=(--image "$fromImageName:$fromImageTag")
-  fi
-  fr stevedore unpack-image "$fromImage" rootfs ${select[@]+"${select[@]}"}
+  # As nixpkgs' runWithOverlay: the first image's layers, whatever fromImageName and
+  # fromImageTag say (they only pick a parent id there, which nothing uses).
+  fr stevedore unpack-image "$fromImage" rootfs
 fi
 fr stevedore snapshot rootfs -o before.json
 dirlinks=()

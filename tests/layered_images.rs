@@ -1017,6 +1017,15 @@ fn run_as_root_without_a_vm() {
 }
 
 #[test]
+fn run_as_root_ignores_from_image_name_and_tag() {
+    // As nixpkgs' runWithOverlay: the base is the first image, and a name:tag that
+    // matches nothing is not an error.
+    let dir = tempfile::tempdir().unwrap();
+    let named = archive("root-unmatched", dir.path());
+    assert_eq!(sha256sum(&named), sha256sum(&archive("root3", dir.path())));
+}
+
+#[test]
 fn base_images_may_repeat_a_layer() {
     let dir = tempfile::tempdir().unwrap();
     let tar = archive("on-repeated-base", dir.path());

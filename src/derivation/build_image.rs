@@ -46,11 +46,7 @@ pub fn run() -> Result<()> {
     let store_dir = attrs::string(&a, "storeDir").unwrap_or_else(|| "/nix/store".into());
     let layer = PathBuf::from(attrs::string(&a, "layer").context("no layer")?);
     let base = match attrs::string(&a, "fromImage") {
-        Some(p) => Some(load_base(
-            Path::new(&p),
-            attrs::string(&a, "fromImageName"),
-            attrs::string(&a, "fromImageTag"),
-        )?),
+        Some(p) => Some(load_base(Path::new(&p))?),
         None => None,
     };
     let graph = Graph::from_json(a["closure"].to_string().as_bytes(), None, &store_dir)
@@ -110,7 +106,7 @@ fn ls_tar(members: &[Member]) -> Vec<Vec<u8>> {
     out
 }
 
-fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<Base> {
+fn load_base(path: &Path) -> Result<Base> {
     let what = |m: &str| format!("base image {}: {m}", path.display());
     let (plain, spill) = plain_tar(path)?;
     let members = reader::list(&plain).with_context(|| what("not a tar archive"))?;
@@ -132,30 +128,12 @@ fn load_base(path: &Path, name: Option<String>, tag: Option<String>) -> Result<B
         .as_array()
         .cloned()
         .unwrap_or_default();
-    // With fromImageName and fromImageTag, nixpkgs' `jq -r '... | select(...) |
-    // rtrimstr(".json")'` leaves the whole manifest entry (rtrimstr passes objects
-    // through), so the parent is that entry as jq prints it; otherwise the first Config.
-    let parent = match (name, tag) {
-        (Some(n), Some(t)) => {
-            let want = format!("{n}:{t}");
-            let entry = manifest
-                .as_array()
-                .and_then(|l| {
-                    l.iter().find(|e| {
-                        e["RepoTags"]
-                            .as_array()
-                            .is_some_and(|r| r.iter().any(|x| x == &want))
-                    })
-                })
-                .with_context(|| what(&format!("no image tagged {want}")))?;
-            jsonfmt::jq(entry).trim_end_matches('\n').to_string()
-        }
-        _ => first["Config"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_end_matches(".json")
-            .to_string(),
-    };
+    // nixpkgs' image step never sees fromImageName/fromImageTag (only fromImage and
+    // baseJson reach it), so the parent is always the first image's config id.
+    let parent = config_name
+        .strip_suffix(".json")
+        .unwrap_or(config_name)
+        .to_string();
     let mut files = BTreeMap::new();
     let mut paths = BTreeSet::new();
     for m in &members {

@@ -301,6 +301,12 @@ rec {
     config.Cmd = [ "/bin/cat" "/tmp/layer1" "/tmp/layer2" "/tmp/layer3" ];
   };
 
+  # nixpkgs' image step never sees fromImageName/fromImageTag: a matching or an unmatched
+  # name:tag gives the same archive as none (tests/data/README.md).
+  layers-order-named = layers-order.override { fromImageName = "l2"; fromImageTag = "latest"; };
+  layers-order-unmatched = layers-order.override { fromImageName = "l2"; fromImageTag = "no-such-tag"; };
+  root-unmatched = root3.override { fromImageName = "nothing"; fromImageTag = "here"; };
+
   env-parent = dockerTools.buildImage {
     name = "parent-image";
     tag = "latest";
