@@ -26,6 +26,7 @@
           proot = pkgs.proot or null;
           stevedore = pkgs.callPackage ./nix/package.nix { };
           system = pkgs.stdenv.hostPlatform.system;
+          shellTools = pkgs.stdenv.initialPath or [ ];
         };
 
       checks = forAll (

@@ -9,5 +9,8 @@ final: prev: {
     proot = final.proot or null;
     system = final.stdenv.hostPlatform.system;
     storeDir = builtins.storeDir;
+    # The tools nixpkgs' stdenv puts on PATH for extraCommands, fakeRootCommands and
+    # runAsRoot (coreutils, findutils, diffutils, sed, grep, awk, tar, gzip, bzip2, xz, …).
+    shellTools = final.stdenv.initialPath or [ ];
   });
 }

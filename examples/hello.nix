@@ -1,34 +1,50 @@
-# An example image's inputs, from raw derivations (no nixpkgs needed): a store path
-# holding the host's static busybox, a greeting script that uses it, and the closure
-# graph nixpkgs' layering reads. scripts/example.sh turns them into an image.
+# The example image, written the way a user writes one: dockerTools.buildLayeredImage
+# from stevedore's nix/default.nix (the overlay hands the same builders to nixpkgs
+# users). This machine has no nixpkgs, so the packages are raw derivations: the
+# stevedore binary cargo built, bash, coreutils, fakeroot and proot taken from the host
+# (the sandbox sees them through extra-sandbox-paths), and a hello program that runs on
+# the host's static busybox.
+{ stevedoreBin }:
 let
   system = builtins.currentSystem;
-  busybox = derivation {
-    name = "busybox-static";
+  raw =
+    name: script:
+    derivation {
+      inherit name system;
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";
+      args = [ "-c" script ];
+    };
+  stevedore = derivation {
+    name = "stevedore";
     inherit system;
     builder = "/bin/sh";
     PATH = "/usr/bin:/bin";
-    args = [ "-c" "mkdir -p $out/bin && cp /bin/busybox $out/bin/busybox && ln -s busybox $out/bin/sh" ];
+    bin = builtins.path { path = stevedoreBin; name = "stevedore-bin"; };
+    args = [ "-c" "mkdir -p $out/bin && cp $bin $out/bin/stevedore" ];
   };
-  hello = derivation {
-    name = "hello-stevedore";
-    inherit system;
-    builder = "/bin/sh";
-    PATH = "/usr/bin:/bin";
-    args = [ "-c" ''
-      mkdir -p $out/bin
-      printf '#!${busybox}/bin/sh\necho "Hello from a stevedore image ($(${busybox}/bin/busybox uname -m))"\n' > $out/bin/hello
-      chmod +x $out/bin/hello
-    '' ];
+  # Debian's /usr/bin/fakeroot is an alternatives link; point at the real script.
+  fakeroot = raw "fakeroot-host" "mkdir -p $out/bin && ln -s /usr/bin/fakeroot-sysv $out/bin/fakeroot";
+  dockerTools = import ../nix/default.nix {
+    inherit stevedore fakeroot;
+    bash = "/usr";
+    coreutils = "/usr";
+    proot = "/usr";
+    hostPaths = [ "/usr" "/lib" "/lib64" ];
   };
-  graph = derivation {
-    name = "hello-closure-graph";
-    inherit system;
-    builder = "/bin/bash";
-    PATH = "/usr/bin:/bin";
-    args = [ "-c" ". \"$NIX_BUILD_TOP/.attrs.sh\"; cp \"$NIX_BUILD_TOP/.attrs.json\" \"\${outputs[out]}\"" ];
-    __structuredAttrs = true;
-    exportReferencesGraph.graph = [ hello ];
-  };
+
+  busybox = raw "busybox-static" "mkdir -p $out/bin && cp /bin/busybox $out/bin/busybox && ln -s busybox $out/bin/sh";
+  hello = raw "hello-stevedore" ''
+    mkdir -p $out/bin
+    printf '#!${busybox}/bin/sh\necho "Hello from a stevedore image ($(${busybox}/bin/busybox uname -m))"\n' > $out/bin/hello
+    chmod +x $out/bin/hello
+  '';
 in
-{ inherit busybox hello graph; }
+{
+  image = dockerTools.buildLayeredImage {
+    name = "hello-stevedore";
+    tag = "latest";
+    contents = [ hello ];
+    config.Cmd = [ "/bin/hello" ];
+  };
+}

@@ -21,7 +21,8 @@ if [ -n "${includeNixDB:-}" ]; then
   stevedore nix-db old_out --graph "$attrsJson" --graph-key dbGraph --store-dir "$storeDir" \
     ${contents[@]+"${contents[@]/#/--gcroot=}"}
 fi
-(cd old_out && eval "$extraCommands")
+# The user's snippets see the builder's tools, then shellTools' (stdenv's in nixpkgs).
+(cd old_out && PATH=$PATH${shellPath:+:$shellPath} && eval "$extraCommands")
 mkdir -p "$out"
 
 # The part run as fake root: source the attributes again, then run the commands.
@@ -29,14 +30,15 @@ inner='set -e
 source "$attrs"
 export out=${outputs[out]}
 cd "$layerRoot"
-eval "$fakeRootCommands"'
+snippet() { local PATH=$PATH${shellPath:+:$shellPath}; eval "$1"; }
+snippet "$fakeRootCommands"'
 
 if [ -n "${enableFakechroot:-}" ]; then
   # Absolute paths in fakeRootCommands resolve inside the image root. fakeroot saves the
   # owners it faked, and stevedore archives the tree outside proot with them.
   binds=()
   for p in /dev /proc /sys "$storeDir" "$NIX_BUILD_TOP" "$out" ${hostPaths[@]+"${hostPaths[@]}"}; do
-    binds+=("--bind=$p:$p")
+    if [ -e "$p" ]; then binds+=("--bind=$p:$p"); fi
   done
   export layerRoot=/
   proot -r "$PWD/old_out" "${binds[@]}" -w / fakeroot -s "$NIX_BUILD_TOP/fakeroot-state" bash -c "$inner"

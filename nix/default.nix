@@ -6,6 +6,9 @@
 # hostPaths: directories outside the store that the tools need at run time (only for
 # tools taken from the host, as the tests do); they are bound into the fakechroot and
 # left out of its layer.
+# shellTools: packages whose bin/ goes on PATH, after the builders' own tools, for the
+# user's snippets (extraCommands, fakeRootCommands, runAsRoot), as stdenv's tools are in
+# nixpkgs; the overlay passes stdenv.initialPath.
 {
   stevedore,
   bash,
@@ -17,6 +20,7 @@
   system ? builtins.currentSystem,
   storeDir ? builtins.storeDir,
   hostPaths ? [ ],
+  shellTools ? [ ],
 }:
 let
   inherit (builtins)
@@ -37,6 +41,8 @@ let
   toolPath = concatStringsSep ":" (
     map (p: "${p}/bin") (filter (p: p != null) [ stevedore coreutils bash fakeroot proot ])
   );
+  # Appended to PATH only while a user's snippet runs.
+  shellPath = concatStringsSep ":" (map (p: "${p}/bin") shellTools);
 
   upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
   lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
@@ -91,7 +97,13 @@ let
   # Very short builders can be reported killed by signal 9 (NixOS/nix#2176: Nix kills
   # the process group once the log closes, sometimes before the builder has exited); a
   # child holding the log open a moment longer lets the builder exit first.
-  holdLog = "\n(exec sleep 0.05) &";
+  holdLog = "\n(exec ${coreutils}/bin/sleep 0.05) &";
+
+  # nixpkgs' streamScript: `${streamScript} CONF [--repo_tag NAME:TAG] | docker load`.
+  streamScript = run "stream" ''
+    printf '#!%s\nexec %s stream-layered "$@"\n' ${bash}/bin/bash ${helper} > "$out"
+    chmod +x "$out"
+  '' { preferLocalBuild = true; };
 
   run =
     name: script: extra:
@@ -130,6 +142,9 @@ let
       meta ? { },
       layeringPipeline ? null,
       debug ? false,
+      # Compute every store layer's diff_id in the conf step (reading the closure once,
+      # in parallel), so that streaming only copies bytes. false: the stream hashes.
+      precomputeDigests ? true,
     }:
     assert
       layeringPipeline == null && !(maxLayers > 1)
@@ -152,7 +167,7 @@ let
       # (nixpkgs' mkDbExtraCommand, run before extraCommands).
       customisationLayer = derivation {
         name = "${baseName}-customisation-layer";
-        inherit system storeDir extraCommands fakeRootCommands enableFakechroot hostPaths includeNixDB;
+        inherit system storeDir extraCommands fakeRootCommands enableFakechroot hostPaths includeNixDB shellPath;
         exportReferencesGraph.dbGraph = if includeNixDB then contentsList else [ ];
         builder = "${bash}/bin/bash";
         args = [ ./customisation-layer.sh ];
@@ -167,7 +182,7 @@ let
       conf = derivation {
         name = "${baseName}-conf.json";
         inherit system storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
-        inherit created mtime baseJson customisationLayer debug;
+        inherit created mtime baseJson customisationLayer debug precomputeDigests;
         builder = "${bash}/bin/bash";
         args = [ "-ec" ("${helper} nix-conf" + holdLog) ];
         PATH = toolPath;
@@ -181,9 +196,8 @@ let
       imageTag =
         if tag != null then tag else substring 0 32 (baseNameOf (unsafeDiscardStringContext conf.outPath));
 
-      streamScript = helper;
       stream = run "stream-${baseName}" ''
-        printf '#!%s\nexec %s stream-layered %s "$@"\n' ${bash}/bin/bash ${helper} ${conf} > "$out"
+        printf '#!%s\nexec %s %s "$@"\n' ${bash}/bin/bash ${streamScript} ${conf} > "$out"
         chmod +x "$out"
       '' { preferLocalBuild = true; };
     in
@@ -315,25 +329,27 @@ let
           copyToRoot;
       rootList = if rootContents == null then [ ] else if isList rootContents then rootContents else [ rootContents ];
 
-      # The image's JSON as Nix writes it; "now" becomes the build time (UTC, seconds).
-      baseJson = run "${baseName}-config.json" ''
-        json=$(<"$jsonPath")
-        ${if created == "now" then ''json=''${json/\"created\":\"now\"/\"created\":\"$(TZ=UTC date --iso-8601=seconds)\"}'' else ""}
-        printf '%s' "$json" > "$out"
-      '' {
+      # The image's JSON as Nix writes it; a top-level created = "now" becomes the build
+      # time (UTC, whole seconds), as nixpkgs' `jq .created = …` does.
+      baseJson = derivation {
+        name = "${baseName}-config.json";
+        inherit system;
+        builder = "${bash}/bin/bash";
+        args = [ "-ec" ("${helper} nix-base-json" + holdLog) ];
+        PATH = toolPath;
+        __structuredAttrs = true;
         json = toJSON {
           inherit created config architecture variant;
           preferLocalBuild = true;
           os = "linux";
         };
-        passAsFile = [ "json" ];
       };
 
       # mkPureLayer, or mkRootLayer when there is a runAsRoot script (run without a VM).
       layer = derivation (
         {
           name = "docker-layer-${baseName}";
-          inherit system storeDir extraCommands uid gid keepContentsDirlinks includeNixDB baseJson;
+          inherit system storeDir extraCommands uid gid keepContentsDirlinks includeNixDB baseJson shellPath;
           builder = "${bash}/bin/bash";
           args = [ (if runAsRoot == null then ./pure-layer.sh else ./root-layer.sh) ];
           __structuredAttrs = true;

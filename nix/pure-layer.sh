@@ -19,7 +19,8 @@ if [ -n "${includeNixDB:-}" ]; then
   stevedore nix-db layer --graph "$attrsJson" --graph-key dbGraph --store-dir "$storeDir" \
     ${copyToRoot[@]+"${copyToRoot[@]/#/--gcroot=}"}
 fi
-(cd layer && eval "$extraCommands")
+# The user's snippet sees the builder's tools, then shellTools' (stdenv's in nixpkgs).
+(cd layer && PATH=$PATH${shellPath:+:$shellPath} && eval "$extraCommands")
 stevedore image-layer layer -o "$out" --base-json "$baseJson" --uid "$uid" --gid "$gid"
 
 # NixOS/nix#2176: let the builder exit before the log closes (see holdLog in default.nix).

@@ -29,10 +29,11 @@ dirlinks=()
 [ -z "${keepContentsDirlinks:-}" ] || dirlinks=(--keep-dirlinks)
 fr stevedore copy-to-root rootfs ${copyToRoot[@]+"${copyToRoot[@]}"} ${dirlinks[@]+"${dirlinks[@]}"}
 
-printf '%s\n' "set -e" "export PATH=$coreutilsBin:/bin" "$runAsRoot" > run-as-root.sh
+# As nixpkgs' shellScript (coreutils, then the image's /bin), then shellTools.
+printf '%s\n' "set -e" "export PATH=$coreutilsBin:/bin${shellPath:+:$shellPath}" "$runAsRoot" > run-as-root.sh
 binds=()
 for p in /dev /proc /sys "$storeDir" "$NIX_BUILD_TOP" ${hostPaths[@]+"${hostPaths[@]}"}; do
-  binds+=("--bind=$p:$p")
+  if [ -e "$p" ]; then binds+=("--bind=$p:$p"); fi
 done
 fr proot -r "$PWD/rootfs" "${binds[@]}" -w / bash "$NIX_BUILD_TOP/run-as-root.sh"
 
@@ -43,7 +44,7 @@ if [ -n "${includeNixDB:-}" ]; then
   fr stevedore nix-db layer --graph "$attrsJson" --graph-key dbGraph --store-dir "$storeDir" \
     ${copyToRoot[@]+"${copyToRoot[@]/#/--gcroot=}"}
 fi
-fr bash -c 'set -e; source "$attrs"; cd layer; eval "$extraCommands"'
+fr bash -c 'set -e; source "$attrs"; cd layer; PATH=$PATH${shellPath:+:$shellPath}; eval "$extraCommands"'
 fr stevedore image-layer layer -o "$out" --base-json "$baseJson" --keep-owners
 
 # NixOS/nix#2176: let the builder exit before the log closes (see holdLog in default.nix).

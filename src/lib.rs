@@ -6,6 +6,7 @@
 pub mod contents;
 pub mod derivation;
 pub mod image;
+pub mod log;
 pub mod plan;
 pub mod store;
 pub mod tar;

@@ -4,11 +4,14 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 use stevedore::image::docker_archive::{self, Compressor};
 use stevedore::image::{conf::Conf, layered, output};
+use stevedore::log;
 use stevedore::plan::{self, Algorithm};
 use stevedore::store::Graph;
 use stevedore::tar::gnu;
+use stevedore::tar::sink::FdSink;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +56,10 @@ enum Command {
         /// Override the image's RepoTags.
         #[arg(long, short = 't', visible_alias = "repo_tag")]
         repo_tag: Option<String>,
+        /// Hash every layer while writing it and fail, naming the layer, if a diff_id
+        /// recorded in advance (in the conf, the base image) does not match its bytes.
+        #[arg(long)]
+        verify: bool,
     },
     /// Write that docker archive to a file, layers built in parallel.
     BuildLayered {
@@ -63,6 +70,16 @@ enum Command {
         compressor: Compressor,
         #[arg(long, short = 't', visible_alias = "repo_tag")]
         repo_tag: Option<String>,
+        /// As stream-layered's --verify.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Record every store layer's diff_id and size in a conf (`store_layer_digests`), so
+    /// that streaming it only copies bytes.
+    ConfDigests {
+        conf: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
     },
     /// Archive a directory as nixpkgs' customisation layer (GNU tar format) into
     /// OUT/layer.tar and its sha256 into OUT/checksum.
@@ -189,6 +206,9 @@ enum Command {
     /// Builder of nix/default.nix's buildImage result (reads .attrs.json).
     #[command(hide = true)]
     NixBuildImage,
+    /// Builder of nix/default.nix's buildImage baseJson (reads .attrs.json).
+    #[command(hide = true)]
+    NixBaseJson,
 }
 
 fn main() {
@@ -199,6 +219,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let started = Instant::now();
     match cli.command {
         Command::Plan {
             graph,
@@ -222,12 +243,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", plan::to_json(&layers));
             Ok(())
         }
-        Command::StreamLayered { conf, repo_tag } => {
+        Command::StreamLayered {
+            conf,
+            repo_tag,
+            verify,
+        } => {
             let conf = Conf::load(&conf)?;
             let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
             let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            docker_archive::write_stream(&image, &mut out)?;
+            let mut out = FdSink::new(&stdout);
+            docker_archive::write_stream(&image, &mut out, verify)?;
             Ok(())
         }
         Command::BuildLayered {
@@ -235,12 +260,37 @@ fn run(cli: Cli) -> Result<()> {
             output,
             compressor,
             repo_tag,
+            verify,
         } => {
             let conf = Conf::load(&conf)?;
             let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
             output::write_atomically(&output, |file| {
-                docker_archive::write_compressed(&image, file, compressor)
-            })
+                docker_archive::write_compressed(&image, file, compressor, verify)
+            })?;
+            let detail = format!(
+                "{}, {}",
+                log::count(image.layers.len(), "layer"),
+                log::file_size(&output)
+            );
+            log::built(&output, &detail, started);
+            Ok(())
+        }
+        Command::ConfDigests { conf, output } => {
+            let text =
+                std::fs::read(&conf).with_context(|| format!("{}: cannot read", conf.display()))?;
+            let mut value: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("{}: malformed conf", conf.display()))?;
+            let hashed = layered::add_digests(&mut value, &conf)?;
+            let text = serde_json::to_string_pretty(&value)? + "\n";
+            output::write_atomically(&output, |mut file| {
+                std::io::Write::write_all(&mut file, text.as_bytes()).context("cannot write")
+            })?;
+            let detail = match hashed {
+                Some(bytes) => format!("diff_ids of {} recorded", log::size(bytes)),
+                None => "mtime is \"now\": nothing recorded".to_string(),
+            };
+            log::built(&output, &detail, started);
+            Ok(())
         }
         Command::CustomisationLayer {
             dir,
@@ -263,10 +313,14 @@ fn run(cli: Cli) -> Result<()> {
                 exclude: exclude.into_iter().map(String::into_bytes).collect(),
                 names: false,
             };
-            stevedore::image::output::customisation_layer(&dir, &output, &opts)
+            stevedore::image::output::customisation_layer(&dir, &output, &opts)?;
+            let size = log::file_size(&output.join("layer.tar"));
+            log::built(&output, &format!("customisation layer, {size}"), started);
+            Ok(())
         }
         Command::NixConf => stevedore::derivation::conf::run(),
         Command::NixBuildImage => stevedore::derivation::build_image::run(),
+        Command::NixBaseJson => stevedore::derivation::base_json::run(),
         Command::CopyToRoot {
             dest,
             items,
@@ -286,7 +340,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mtime = mtime.unwrap_or_else(source_date_epoch);
             let owner = (!keep_owners).then_some((uid, gid));
-            stevedore::image::legacy_layer::write(&dir, &base_json, owner, mtime, &output)
+            stevedore::image::legacy_layer::write(&dir, &base_json, owner, mtime, &output)?;
+            let size = log::file_size(&output.join("layer.tar"));
+            log::built(&output, &format!("layer, {size}"), started);
+            Ok(())
         }
         Command::UnpackImage {
             archive,
@@ -319,7 +376,14 @@ fn run(cli: Cli) -> Result<()> {
             output::write_atomically(&output, |file| {
                 let mut input = std::fs::File::open(plain.path())?;
                 docker_archive::compress_file(&mut input, file, compressor)
-            })
+            })?;
+            let detail = format!(
+                "{} archives merged, {}",
+                images.len(),
+                log::file_size(&output)
+            );
+            log::built(&output, &detail, started);
+            Ok(())
         }
         Command::ExportImage {
             archive,
@@ -332,7 +396,10 @@ fn run(cli: Cli) -> Result<()> {
                 let mut out = std::io::BufWriter::new(file);
                 stevedore::image::flatten::export(&archive, image.as_deref(), mtime, &mut out)?;
                 std::io::Write::flush(&mut out).context("cannot write output")
-            })
+            })?;
+            let detail = format!("root filesystem, {}", log::file_size(&output));
+            log::built(&output, &detail, started);
+            Ok(())
         }
         Command::Tarsum { version, extra } => {
             let extra = extra

@@ -305,6 +305,29 @@ fn images_equal_what_stevedore_writes_from_their_conf() {
 }
 
 #[test]
+fn conf_step_records_layer_digests_unless_asked_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = read_json(&build("stream-layered.conf"));
+    let script = archive("stream-layered", dir.path());
+    let diff_ids = config(&script)["rootfs"]["diff_ids"].clone();
+    let layers = recorded["store_layer_digests"]["layers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        layers.len(),
+        recorded["store_layers"].as_array().unwrap().len()
+    );
+    assert!(!layers.is_empty());
+    for (i, layer) in layers.iter().enumerate() {
+        assert_eq!(layer["diff_id"], diff_ids[i]);
+    }
+    let hashing = read_json(&build("stream-hashing.conf"));
+    assert!(hashing.get("store_layer_digests").is_none());
+    let hashed = archive("stream-hashing", dir.path());
+    assert_eq!(sha256sum(&hashed), sha256sum(&script));
+}
+
+#[test]
 fn unsandboxed_builds_give_identical_bytes() {
     build("layered-image");
     let attrs = [
@@ -684,12 +707,6 @@ fn build_image_runs_and_has_nixpkgs_layout() {
     );
 }
 
-fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
 #[test]
 fn build_image_chains_apply_upper_layers_last() {
     let dir = tempfile::tempdir().unwrap();
@@ -772,14 +789,14 @@ fn build_image_tags_names_compressors_and_paths() {
         config(&archive("build-arm64", dir.path()))["architecture"],
         "arm64"
     );
-    let created = config(&archive("build-now", dir.path()))["created"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let now = config(&archive("build-now", dir.path()));
+    let created = now["created"].as_str().unwrap().to_string();
     assert!(
         created.ends_with("+00:00") && !created.starts_with("1970"),
         "{created}"
     );
+    assert_eq!(now["config"]["Labels"]["created"], "now");
+    assert_eq!(now["history"][0]["created"], created.as_str());
 }
 
 #[test]
@@ -1123,4 +1140,75 @@ fn build_image_uid_gid_and_dirlinks() {
             .any(|l| l.starts_with('l') && l.contains(" ./tools -> ")),
         "{kept}"
     );
+}
+
+/// The builder logs of the derivations stevedore's builders made for `attr` (those run
+/// by bash; the fixtures' own use /bin/sh), by derivation name.
+fn step_logs(attr: &str) -> Vec<(String, String)> {
+    build(attr);
+    let drv = stdout(nix_args(&mut Command::new("nix-instantiate")).args(["-A", attr]));
+    let closure = stdout(Command::new("nix-store").args(["-qR", drv.trim()]));
+    let mut logs = Vec::new();
+    for d in closure.lines().filter(|d| d.ends_with(".drv")) {
+        // Derive(outputs, inputDrvs, inputSrcs, "system", "builder", ...)
+        let text = std::fs::read_to_string(d).unwrap();
+        let system = stdout(Command::new("nix-instantiate").args([
+            "--eval",
+            "-E",
+            "builtins.currentSystem",
+        ]));
+        let after = format!("{},\"", system.trim());
+        let builder = text.split(&after).nth(1).and_then(|t| t.split('"').next());
+        if !builder.is_some_and(|b| b.ends_with("/bash")) {
+            continue;
+        }
+        let out = Command::new("nix-store")
+            .args(["--read-log", d])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            logs.push((
+                d.to_string(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ));
+        }
+    }
+    logs
+}
+
+#[test]
+fn build_logs_say_what_was_built_and_nothing_alarming() {
+    for attr in [
+        "layered-image",
+        "root3",
+        "build-now",
+        "stream-layered",
+        "fakechroot",
+    ] {
+        let logs = step_logs(attr);
+        assert!(!logs.is_empty(), "{attr}: no build logs");
+        for (drv, log) in &logs {
+            let lower = log.to_lowercase();
+            for bad in ["not found", "error", "warning", "no such file"] {
+                assert!(!lower.contains(bad), "{drv}: {bad:?} in its log:\n{log}");
+            }
+        }
+        let summary = regex_like_summary(&logs);
+        assert!(
+            summary,
+            "{attr}: no one-line summary of the image in {logs:#?}"
+        );
+    }
+}
+
+/// Whether some log has a line `stevedore: NAME: N layer(s)…, SIZE…, in T s`.
+fn regex_like_summary(logs: &[(String, String)]) -> bool {
+    logs.iter().flat_map(|(_, l)| l.lines()).any(|line| {
+        line.starts_with("stevedore: ")
+            && (line.contains(" layers")
+                || line.contains(" layer,")
+                || line.contains(" store layer"))
+            && line.contains("iB")
+            && line.ends_with(" s")
+    })
 }

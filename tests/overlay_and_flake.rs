@@ -153,3 +153,162 @@ fn max_layers_below_two_is_refused_as_nixpkgs_does() {
     assert!(!out.status.success());
     assert!(err.contains("the maxLayers argument of dockerTools.buildLayeredImage function must be greather than 1 (current value: 1)"), "{err}");
 }
+
+#[test]
+fn stream_script_streams_a_conf_as_nixpkgs_one_does() {
+    // nixpkgs: `${img.streamScript} ${img.conf} | docker load`.
+    let dir = tempfile::tempdir().unwrap();
+    let image = format!(
+        "({PKGS}.dockerTools.streamLayeredImage {{ name = \"hello\"; tag = \"latest\"; \
+         contents = [ {PKGS}.hello ]; config.Cmd = [ \"/bin/hello\" ]; }})"
+    );
+    let stream = build(&image);
+    let script = build(&format!("{image}.streamScript"));
+    let conf = build(&format!("{image}.conf"));
+    let by_image = run(&mut Command::new(&stream)).stdout;
+    let by_script = run(Command::new(&script).arg(&conf)).stdout;
+    assert!(by_image == by_script, "the stream script's archive differs");
+    let by_helper = run(stevedore().arg("stream-layered").arg(&conf)).stdout;
+    assert!(
+        by_image == by_helper,
+        "stevedore stream-layered's archive differs"
+    );
+    let retagged = write_tmp(
+        dir.path(),
+        "retagged.tar",
+        &run(Command::new(&script)
+            .arg(&conf)
+            .args(["--repo_tag", "other:tag"]))
+        .stdout,
+    );
+    assert_eq!(
+        manifest(&retagged)[0]["RepoTags"],
+        serde_json::json!(["other:tag"])
+    );
+    assert_eq!(run_image(&retagged, dir.path()), "Hello, world!\n");
+}
+
+/// An image whose snippets use stdenv's tools and record the PATH they saw.
+const TOOLS_ARGS: &str = r#"name = "tools"; tag = "latest";
+  extraCommands = ''
+    echo "$PATH" > extra-path
+    printf 'a b\nc d\n' > data; sed -i s/a/A/ data; grep -q A data
+    find . -name data > found; awk '{print $2}' data > awked
+    tar -cf data.tar data; xz data.tar
+  '';"#;
+
+/// The tools' image, layered (with fakeRootCommands) or not (buildImage, runAsRoot).
+fn tools_image(builders: &str, layered: bool) -> String {
+    if layered {
+        format!(
+            "({builders}.buildLayeredImage {{ {TOOLS_ARGS} \
+             fakeRootCommands = ''echo \"$PATH\" > fakeroot-path; printf 'x\\n' | sed s/x/y/ > sedded''; }})"
+        )
+    } else {
+        format!(
+            "({builders}.buildImage {{ {TOOLS_ARGS} \
+             runAsRoot = ''echo \"$PATH\" > /root-path; printf 'x\\n' | sed s/x/z/ > /sedded''; }})"
+        )
+    }
+}
+
+/// A file of an image's root filesystem (flattened by `stevedore export-image`).
+fn exported_bytes(image: &std::path::Path, dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let root = dir.join(format!(
+        "{}.root.tar",
+        image.file_name().unwrap().to_string_lossy()
+    ));
+    if !root.exists() {
+        run(stevedore()
+            .arg("export-image")
+            .arg(image)
+            .arg("-o")
+            .arg(&root));
+    }
+    tar_member(&root, &format!("./{name}"))
+}
+
+fn exported_file(image: &std::path::Path, dir: &std::path::Path, name: &str) -> String {
+    String::from_utf8(exported_bytes(image, dir, name)).unwrap()
+}
+
+#[test]
+fn user_snippets_have_stdenv_tools_after_the_builders_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = eval(&format!(
+        "builtins.concatStringsSep \":\" (map (p: \"${{p}}/bin\") {PKGS}.stdenv.initialPath)"
+    ));
+    let tools = tools.as_str().unwrap();
+    let layered = tools_image(&format!("{PKGS}.dockerTools"), true);
+    let built = build(&layered);
+    let custom_path = eval(&format!(
+        "{layered}.stream.conf.drvAttrs.customisationLayer.drvAttrs.PATH"
+    ));
+    let custom_path = custom_path.as_str().unwrap();
+    assert_eq!(
+        exported_file(&built, dir.path(), "extra-path"),
+        format!("{custom_path}:{tools}\n")
+    );
+    // Under fakeroot, after what fakeroot's own wrapper adds (as nixpkgs' does).
+    let fakeroot_path = exported_file(&built, dir.path(), "fakeroot-path");
+    assert!(
+        fakeroot_path.starts_with(custom_path) && fakeroot_path.ends_with(&format!(":{tools}\n")),
+        "{fakeroot_path}"
+    );
+    assert_eq!(exported_file(&built, dir.path(), "awked"), "b\nd\n");
+    assert_eq!(exported_file(&built, dir.path(), "found"), "./data\n");
+    assert_eq!(exported_file(&built, dir.path(), "sedded"), "y\n");
+    let xz = run(Command::new("xz").arg("-dc").arg(write_tmp(
+        dir.path(),
+        "data.tar.xz",
+        &exported_bytes(&built, dir.path(), "data.tar.xz"),
+    )));
+    assert!(String::from_utf8_lossy(&xz.stdout).contains("A b\nc d\n"));
+
+    // runAsRoot runs bash inside the image root: the mock's host-linked bash needs the
+    // host's /usr and /lib bound there (hostPaths), which the overlay does not pass.
+    let hosted = "(import ./nix/default.nix { inherit (p) stevedore bash coreutils fakeroot proot; \
+                  shellTools = p.stdenv.initialPath; hostPaths = [ \"/usr\" \"/lib\" \"/lib64\" ]; })";
+    let plain = build(&format!(
+        "let p = {PKGS}; in {}",
+        tools_image(hosted, false)
+    ));
+    assert!(exported_file(&plain, dir.path(), "extra-path").ends_with(&format!(":{tools}\n")));
+    let root_path = exported_file(&plain, dir.path(), "root-path");
+    assert!(
+        root_path.ends_with(&format!("/bin:/bin:{tools}\n")),
+        "{root_path}"
+    );
+    assert_eq!(exported_file(&plain, dir.path(), "sedded"), "z\n");
+}
+
+#[test]
+fn shell_tools_change_no_builder_path() {
+    // The same builders without shellTools: every derivation's PATH is the same, and a
+    // snippet that needs sed fails (the tools come from shellTools alone).
+    let bare =
+        "(import ./nix/default.nix { inherit (p) stevedore bash coreutils fakeroot proot; })";
+    let with = "(import ./nix/default.nix { inherit (p) stevedore bash coreutils fakeroot proot; \
+                shellTools = p.stdenv.initialPath; })";
+    let paths = |builders: &str| {
+        let layered = tools_image(builders, true);
+        let plain = tools_image(builders, false);
+        eval(&format!(
+            "let p = {PKGS}; in map (d: d.drvAttrs.PATH) [ {layered}.stream.conf \
+             {layered}.stream.conf.drvAttrs.customisationLayer {layered} {plain} {plain}.layer \
+             {plain}.drvAttrs.baseJson ]"
+        ))
+    };
+    assert_eq!(paths(bare), paths(with));
+    let out = Command::new("nix-build")
+        .current_dir(root())
+        .env("STEVEDORE_BIN", env!("CARGO_BIN_EXE_stevedore"))
+        .args(["--no-out-link", "-E"])
+        .arg(format!("let p = {PKGS}; in {}", tools_image(bare, true)))
+        .args(NIX_OPTIONS)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sed: command not found"), "{err}");
+}

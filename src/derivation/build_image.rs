@@ -37,6 +37,7 @@ struct Base {
 
 /// Runs the step: reads `.attrs.json`, writes `outputs.out`.
 pub fn run() -> Result<()> {
+    let started = std::time::Instant::now();
     let a = attrs::load()?;
     let out = attrs::output(&a, "out")?;
     let mtime = std::env::var("SOURCE_DATE_EPOCH")
@@ -76,7 +77,15 @@ pub fn run() -> Result<()> {
     write_atomically(&out, |file| {
         let mut input = std::fs::File::open(&image)?;
         docker_archive::compress_file(&mut input, file, compressor)
-    })
+    })?;
+    let from_base = base.as_ref().map_or(0, |b| b.layers.len());
+    let detail = format!(
+        "{} ({from_base} from the base image), {}",
+        crate::log::count(from_base + 1, "layer"),
+        crate::log::file_size(&out)
+    );
+    crate::log::built(&out, &detail, started);
+    Ok(())
 }
 
 fn key_of(name: &[u8]) -> Key {

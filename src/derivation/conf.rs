@@ -4,8 +4,9 @@
 //! uname, gname), with nixpkgs' layer budget and its error messages.
 
 use super::attrs;
-use crate::image::base;
 use crate::image::time::Time;
+use crate::image::{base, layered};
+use crate::log;
 use crate::plan::{self, Algorithm};
 use crate::store::Graph;
 use anyhow::{bail, Context, Result};
@@ -14,11 +15,41 @@ use std::collections::HashSet;
 
 /// Runs the step: reads `.attrs.json`, writes `outputs.out`.
 pub fn run() -> Result<()> {
+    let started = std::time::Instant::now();
     let attrs = attrs::load()?;
     let out = attrs::output(&attrs, "out")?;
-    let conf = build(&attrs, &out.to_string_lossy())?;
+    let mut conf = build(&attrs, &out.to_string_lossy())?;
+    let hashed = if attrs["precomputeDigests"].as_bool() == Some(false) {
+        None
+    } else {
+        layered::add_digests(&mut conf, &out)?
+    };
     std::fs::write(&out, serde_json::to_string_pretty(&conf)? + "\n")
-        .with_context(|| format!("{}: cannot write", out.display()))
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    log::built(&out, &summary(&conf, hashed), started);
+    Ok(())
+}
+
+/// What the conf holds, for the build log.
+fn summary(conf: &Value, hashed: Option<u64>) -> String {
+    let layers = conf["store_layers"].as_array().map_or(0, Vec::len);
+    let paths: usize = conf["store_layers"].as_array().map_or(0, |l| {
+        l.iter().filter_map(Value::as_array).map(Vec::len).sum()
+    });
+    let digests = match hashed {
+        Some(bytes) => format!("diff_ids of {} computed", log::size(bytes)),
+        None => "diff_ids left to the stream".to_string(),
+    };
+    format!(
+        "{} of {} + customisation layer{}, {digests}",
+        log::count(layers, "store layer"),
+        log::count(paths, "store path"),
+        if conf["from_image"].is_null() {
+            ""
+        } else {
+            " on the base image's layers"
+        }
+    )
 }
 
 fn build(attrs: &Value, out: &str) -> Result<Value> {

@@ -2,6 +2,7 @@
 //! reads the derivation's structured attributes (`.attrs.json`) and writes its outputs.
 
 pub mod attrs;
+pub mod base_json;
 pub mod build_image;
 pub mod conf;
 pub mod nix_db;

@@ -1,6 +1,8 @@
 //! The conf.json that nixpkgs' `streamLayeredImage` writes for its streamer
 //! (store_dir, from_image, store_layers, customisation_layer, repo_tag, created, mtime,
-//! uid, gid, uname, gname, config, architecture, os, variant).
+//! uid, gid, uname, gname, config, architecture, os, variant), plus stevedore's optional
+//! `store_layer_digests`: every store layer's diff_id and size, computed at build time
+//! so that streaming only copies bytes. nixpkgs' streamer ignores the extra key.
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -30,6 +32,26 @@ pub struct Conf {
     pub os: Option<String>,
     #[serde(default)]
     pub variant: Option<String>,
+    #[serde(default)]
+    pub store_layer_digests: Option<LayerDigests>,
+    /// Where the conf was read from (for messages).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// Store layers' diff_ids and sizes, valid for the conf whose `key` they carry.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+pub struct LayerDigests {
+    /// [`Conf::digest_key`] of the conf they were computed for.
+    pub key: String,
+    pub layers: Vec<LayerDigest>,
+}
+
+/// One store layer's `sha256:…` diff_id and byte size.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+pub struct LayerDigest {
+    pub diff_id: String,
+    pub size: u64,
 }
 
 /// `int(conf["uid"])`: a JSON integer or a string holding one.
@@ -54,11 +76,49 @@ impl Conf {
     pub fn load(path: &Path) -> Result<Conf> {
         let text =
             std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let conf: Conf = serde_json::from_slice(&text)
+        let value: Value = serde_json::from_slice(&text)
             .map_err(|e| anyhow::anyhow!("{}: malformed conf: {e}", path.display()))?;
+        Conf::from_value(value, path)
+    }
+
+    /// Checks a conf given as JSON; `path` names it in messages.
+    pub fn from_value(value: Value, path: &Path) -> Result<Conf> {
+        let mut conf: Conf = serde_json::from_value(value)
+            .map_err(|e| anyhow::anyhow!("{}: malformed conf: {e}", path.display()))?;
+        conf.path = path.to_path_buf();
         conf.check()
             .with_context(|| format!("{}", path.display()))?;
         Ok(conf)
+    }
+
+    /// What store layers' bytes depend on (their paths, owner and mtime), hashed: a
+    /// `store_layer_digests` whose key differs was made for another conf.
+    pub fn digest_key(&self) -> String {
+        let what = serde_json::json!([
+            self.store_dir,
+            self.store_layers,
+            self.uid,
+            self.gid,
+            self.uname,
+            self.gname,
+            self.mtime
+        ]);
+        super::hashing::sha256_hex(what.to_string().as_bytes())
+    }
+
+    /// The recorded store-layer digests, if they were made for this conf; a note on
+    /// stderr when they were made for another.
+    pub fn valid_digests(&self) -> Option<&[LayerDigest]> {
+        let digests = self.store_layer_digests.as_ref()?;
+        if digests.key == self.digest_key() && digests.layers.len() == self.store_layers.len() {
+            return Some(&digests.layers);
+        }
+        eprintln!(
+            "stevedore: {}: store_layer_digests were made for other store layers, owner or \
+             mtime; hashing the layers instead",
+            self.path.display()
+        );
+        None
     }
 
     fn check(&self) -> Result<()> {
@@ -71,6 +131,15 @@ impl Conf {
         }
         if !self.config.is_object() && !self.config.is_null() {
             bail!("config must be an object");
+        }
+        for layer in self.store_layer_digests.iter().flat_map(|d| &d.layers) {
+            let hex = layer.diff_id.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                bail!(
+                    "store_layer_digests: {:?} is not a sha256 digest",
+                    layer.diff_id
+                );
+            }
         }
         Ok(())
     }

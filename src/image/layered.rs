@@ -2,7 +2,7 @@
 //! `store_layers` entry, then the customisation layer, with nixpkgs' config rules.
 
 use super::base;
-use super::conf::Conf;
+use super::conf::{Conf, LayerDigest, LayerDigests};
 use super::config::overlay_env;
 use super::model::{Image, Layer, Source, DOCKER_LAYER};
 use super::time::Time;
@@ -18,27 +18,22 @@ use std::os::unix::fs::MetadataExt;
 pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<base::BaseImage>)> {
     let now = Time::now();
     let created = Time::parse_or_now(&conf.created, now)?;
-    let mtime = Time::parse_or_now(&conf.mtime, now)?.timestamp();
-    let owner = Owner {
-        uid: conf.uid,
-        gid: conf.gid,
-        uname: conf.uname.clone(),
-        gname: conf.gname.clone(),
-        mtime,
-    };
+    let owner = store_owner(conf, now)?;
+    let mtime = owner.mtime;
     let mut base = conf.from_image.as_deref().map(base::load).transpose()?;
     let mut layers: Vec<Layer> = match &mut base {
         Some(b) => std::mem::take(&mut b.layers),
         None => Vec::new(),
     };
-    let store: Vec<StoreLayer> = conf
-        .store_layers
-        .par_iter()
-        .map(|paths| StoreLayer::list(paths, &owner))
-        .collect::<Result<_>>()?;
-    for layer in store {
+    let store = list_store_layers(conf, &owner)?;
+    let digests = conf.valid_digests();
+    for (i, layer) in store.into_iter().enumerate() {
+        let diff_id = digests
+            .map(|d| &d[i])
+            .map(|d| known_digest(d, &layer))
+            .transpose()?;
         layers.push(Layer {
-            diff_id: None,
+            diff_id,
             size: layer.size,
             media_type: DOCKER_LAYER,
             history: layer.paths.clone(),
@@ -60,6 +55,78 @@ pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<b
         mtime,
     };
     Ok((image, base))
+}
+
+/// The owner and mtime of every store-layer entry.
+pub fn store_owner(conf: &Conf, now: Time) -> Result<Owner> {
+    Ok(Owner {
+        uid: conf.uid,
+        gid: conf.gid,
+        uname: conf.uname.clone(),
+        gname: conf.gname.clone(),
+        mtime: Time::parse_or_now(&conf.mtime, now)?.timestamp(),
+    })
+}
+
+/// Every store layer of `conf`, listed (in parallel).
+pub fn list_store_layers(conf: &Conf, owner: &Owner) -> Result<Vec<StoreLayer>> {
+    conf.store_layers
+        .par_iter()
+        .map(|paths| StoreLayer::list(paths, owner))
+        .collect()
+}
+
+/// Every store layer's diff_id and size, for `store_layer_digests`, hashed in parallel
+/// (largest layers first); `None` when the bytes depend on when they are streamed
+/// (`mtime = "now"`).
+pub fn compute_digests(conf: &Conf) -> Result<Option<LayerDigests>> {
+    if conf.mtime == "now" {
+        return Ok(None);
+    }
+    let layers = list_store_layers(conf, &store_owner(conf, Time::now())?)?;
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(layers[i].size));
+    let mut digests: Vec<(usize, String)> = order
+        .par_iter()
+        .with_max_len(1)
+        .map(|&i| layers[i].digest().map(|d| (i, d)))
+        .collect::<Result<_>>()?;
+    digests.sort();
+    Ok(Some(LayerDigests {
+        key: conf.digest_key(),
+        layers: digests
+            .into_iter()
+            .map(|(i, d)| LayerDigest {
+                diff_id: format!("sha256:{d}"),
+                size: layers[i].size,
+            })
+            .collect(),
+    }))
+}
+
+/// Adds `store_layer_digests` to the conf `value` (read from `path`); returns how many
+/// bytes were hashed, or `None` when digests cannot be known in advance.
+pub fn add_digests(value: &mut serde_json::Value, path: &std::path::Path) -> Result<Option<u64>> {
+    let conf = Conf::from_value(value.clone(), path)?;
+    let Some(digests) = compute_digests(&conf)? else {
+        return Ok(None);
+    };
+    let bytes = digests.layers.iter().map(|l| l.size).sum();
+    value["store_layer_digests"] = serde_json::to_value(digests)?;
+    Ok(Some(bytes))
+}
+
+/// A recorded diff_id (hex), once the layer's size agrees with the record.
+fn known_digest(recorded: &LayerDigest, layer: &StoreLayer) -> Result<String> {
+    if recorded.size != layer.size {
+        bail!(
+            "store layer {}: store_layer_digests records {} bytes, the paths now make {}",
+            layer.paths.join(" "),
+            recorded.size,
+            layer.size
+        );
+    }
+    Ok(recorded.diff_id.trim_start_matches("sha256:").to_string())
 }
 
 /// The prebuilt customisation layer: `<dir>/layer.tar` with its sha256 in `<dir>/checksum`.

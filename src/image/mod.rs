@@ -1,6 +1,7 @@
 //! The image model (a config plus ordered layers that know where their bytes come
 //! from), the nixpkgs streamer's conf.json, and the docker-archive reader and writers.
 
+pub mod ahead;
 pub mod base;
 pub mod changes;
 pub mod conf;

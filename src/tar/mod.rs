@@ -7,6 +7,7 @@ pub mod gnu;
 pub mod io;
 pub mod pyheader;
 pub mod reader;
+pub mod sink;
 pub mod store_layer;
 pub mod walk;
 

@@ -4,14 +4,13 @@
 //! the archive padded to CPython's 10240-byte record.
 //!
 //! A layer is listed first (metadata only), which gives its exact size; then written
-//! once to any `Write`, reading every file once.
+//! to any `Sink`, which takes file contents the cheapest way it can.
 
-use super::io::{copy_file, write_zeros};
 use super::pyheader::TarInfo;
+use super::sink::{copy_path, write_zeros, Discard, Hashing, Sink};
 use super::walk::{store_path_entries, Entry, Kind};
 use super::{kind, padded, BLOCK, RECORD};
-use anyhow::{Context, Result};
-use std::io::Write;
+use anyhow::{bail, Result};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -77,8 +76,16 @@ impl StoreLayer {
         )
     }
 
-    /// Writes the layer; `buf` is scratch space for file contents.
-    pub fn write_to(&self, out: &mut dyn Write, buf: &mut Vec<u8>) -> Result<u64> {
+    /// The sha256 of the layer's bytes (its diff_id), reading every file once.
+    pub fn digest(&self) -> Result<String> {
+        let mut discard = Discard;
+        let mut hashing = Hashing::new(&mut discard);
+        self.write_to(&mut hashing)?;
+        Ok(hashing.finish())
+    }
+
+    /// Writes the layer, exactly `self.size` bytes.
+    pub fn write_to(&self, out: &mut dyn Sink) -> Result<()> {
         let mut written = 0u64;
         for t in root_dirs(&self.owner) {
             written += write(out, &t.encode())?;
@@ -86,14 +93,15 @@ impl StoreLayer {
         for e in &self.entries {
             written += write(out, &self.info(e).encode())?;
             if e.kind == Kind::File {
-                written += copy_file(&e.path, e.size, out, buf)?;
-                written += write_zeros(out, padded(e.size) - e.size)?;
+                copy_path(out, &e.path, e.size)?;
+                write_zeros(out, padded(e.size) - e.size)?;
+                written += padded(e.size);
             }
         }
-        let end = self.size - written;
-        written += write_zeros(out, end)?;
-        debug_assert_eq!(written, self.size);
-        Ok(written)
+        let Some(end) = self.size.checked_sub(written) else {
+            bail!("{}: changed while archived", self.paths.join(" "));
+        };
+        write_zeros(out, end)
     }
 }
 
@@ -121,7 +129,7 @@ fn root_dirs(owner: &Owner) -> [TarInfo; 2] {
     [dir(b"/nix"), dir(b"/nix/store")]
 }
 
-fn write(out: &mut dyn Write, bytes: &[u8]) -> Result<u64> {
-    out.write_all(bytes).context("cannot write layer")?;
+fn write(out: &mut dyn Sink, bytes: &[u8]) -> Result<u64> {
+    out.write_all(bytes)?;
     Ok(bytes.len() as u64)
 }

@@ -84,6 +84,13 @@ pub fn tar_member(archive: &Path, member: &str) -> Vec<u8> {
     run(Command::new("tar").arg("-xOf").arg(archive).arg(member)).stdout
 }
 
+/// Writes `bytes` to `dir/name` and returns the path.
+pub fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
 /// Parses a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("read json")).expect("parse json")

@@ -267,7 +267,8 @@ rec {
   build-prefixed = dockerTools.buildImage { name = "registry-1.docker.io/image"; tag = "latest"; copyToRoot = root; config.Cmd = [ "/bin/hello" ]; };
   build-with-path = dockerTools.buildImage { name = "build-image-with-path"; tag = "latest"; copyToRoot = [ root ./test-dummy ]; config.Cmd = [ "/bin/cat" "/hello.txt" ]; };
   build-arm64 = dockerTools.buildImage { name = "build-image-with-architecture"; tag = "latest"; architecture = "arm64"; copyToRoot = root; };
-  build-now = dockerTools.buildImage { name = "unstable-date"; tag = "latest"; created = "now"; copyToRoot = root; };
+  # A label named `created` that says "now" is the user's, not the image's time.
+  build-now = dockerTools.buildImage { name = "unstable-date"; tag = "latest"; created = "now"; copyToRoot = root; config.Labels.created = "now"; };
 
   layer1 = dockerTools.buildImage {
     name = "l1";
@@ -453,4 +454,5 @@ rec {
     contents = [ root ];
     config.Cmd = [ "/bin/hello" ];
   };
+  stream-hashing = stream-layered.override { precomputeDigests = false; };
 }
