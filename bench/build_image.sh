@@ -50,22 +50,7 @@ fi
 export SOURCE_DATE_EPOCH=315532800
 umask 022
 
-# Waits (up to ~60 s) until the CPUs are at least 90% idle over half a second (as in
-# bench/run.sh), so that a concurrent build does not land in a timing.
-noisy=0
-wait_quiet() {
-    local _c u n s i w q sq st t0 b0 t1 b1
-    for _ in $(seq 60); do
-        read -r _c u n s i w q sq st _ </proc/stat
-        t0=$((u + n + s + i + w + q + sq + st)) b0=$((u + n + s + q + sq + st))
-        sleep 0.5
-        read -r _c u n s i w q sq st _ </proc/stat
-        t1=$((u + n + s + i + w + q + sq + st)) b1=$((u + n + s + q + sq + st))
-        if (((b1 - b0) * 10 <= t1 - t0)); then return; fi
-    done
-    noisy=1
-    echo "warning: the machine stayed busy; this timing may be disturbed" >&2
-}
+source "$here/lib.sh"
 fsec() { python3 -c 'import sys; print(f"{float(sys.argv[1]):.2f}")' "$1"; }
 
 # --- inputs -------------------------------------------------------------------------------
@@ -100,7 +85,7 @@ if [[ $fs == loop ]]; then
     mkfs.ext4 -q -F "$img"
     loopdev=$(losetup --direct-io=on -f --show "$img")
     mount "$loopdev" "$work/run"
-    trap 'umount "$work/run"; losetup -d "$loopdev"; rm -f "$img"' EXIT
+    trap 'umount "$work/run"; losetup -d "$loopdev"; rm -f "$img" "$noisy_file"' EXIT
 elif [[ $fs != dir ]]; then
     echo "error: FS must be dir or loop" >&2
     exit 1
@@ -313,7 +298,7 @@ fi
 
 echo
 echo "outputs identical: $same"
-if ((noisy)); then
+if was_noisy; then
     echo "note: other load was seen on the machine before some runs; timings may be pessimistic"
 fi
 [[ $same == PASS ]]

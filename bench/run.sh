@@ -26,34 +26,7 @@ if [[ ! -x /usr/bin/time ]]; then
     apt-get install -y time >/dev/null
 fi
 
-# Elapsed seconds of a command (its stdout discarded), via bash's microsecond clock.
-elapsed() {
-    local t0=${EPOCHREALTIME/./}
-    "$@" >/dev/null
-    local t1=${EPOCHREALTIME/./}
-    printf '%d.%06d\n' $(((t1 - t0) / 1000000)) $(((t1 - t0) % 1000000))
-}
-# Waits (up to ~60 s) until the CPUs are at least 90% idle over half a second, so that
-# other work on the machine (a concurrent cargo build) does not land in a timing.
-noisy=0
-wait_quiet() {
-    local _c u n s i w q sq st t0 b0 t1 b1
-    for _ in $(seq 60); do
-        read -r _c u n s i w q sq st _ </proc/stat
-        t0=$((u + n + s + i + w + q + sq + st)) b0=$((u + n + s + q + sq + st))
-        sleep 0.5
-        read -r _c u n s i w q sq st _ </proc/stat
-        t1=$((u + n + s + i + w + q + sq + st)) b1=$((u + n + s + q + sq + st))
-        if (((b1 - b0) * 10 <= t1 - t0)); then return; fi
-    done
-    noisy=1
-    echo "warning: the machine stayed busy; this timing may be disturbed" >&2
-}
-min() { python3 -c 'import sys; print(min(float(x) for x in sys.argv[1:]))' "$@"; }
-max() { python3 -c 'import sys; print(max(int(x) for x in sys.argv[1:]))' "$@"; }
-verdict() { # verdict EXPR -> PASS or FAIL
-    if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then echo PASS; else echo FAIL; fi
-}
+source "$here/lib.sh"
 
 # --- inputs -------------------------------------------------------------------------------
 python3 "$here/make_store.py" "$dir"
@@ -174,6 +147,6 @@ printf '%-44s %9sx  %-10s %s\n' "stevedore / (b) floor" "$r2" "<= 1.5x" "$(verdi
 printf '%-44s %6s MiB  %-10s %s\n' "stevedore peak RSS" "$((rss / 1024))" "< 128 MiB" "$(verdict "$rss < 131072")"
 printf '%-44s %9ss  %-10s %s\n' "plan, 5,000 paths" "$p" "< 1 s" "$(verdict "$p < 1")"
 printf '%-44s %10s  %-10s %s\n' "skopeo inspect of the archive" "" "succeeds" "$sane"
-if ((noisy)); then
+if was_noisy; then
     echo "note: other load was seen on the machine before some runs; timings may be pessimistic"
 fi

@@ -65,14 +65,7 @@ fn stream_members(
         if verify {
             let mut hashing = Hashing::new(out);
             gathered.drain(i, |segment| segment.write_to(&mut hashing))?;
-            let got = hashing.finish();
-            if got != diff_id {
-                bail!(
-                    "layer {} ({}): its bytes hash to sha256:{got}, not to the expected sha256:{diff_id}",
-                    i + 1,
-                    layer.history.join(" ")
-                );
-            }
+            check_digest(layer, &diff_id, &hashing.finish())?;
         } else {
             gathered.drain(i, |segment| segment.write_to(out))?;
         }
@@ -217,13 +210,21 @@ fn produce(layer: &Layer, out: &mut dyn Sink, verify: bool) -> Result<String> {
     emit(layer, &mut hashing)?;
     hashing.flush()?;
     let got = hashing.finish();
-    match &layer.diff_id {
-        Some(known) if *known != got => bail!(
-            "layer {}: its bytes hash to sha256:{got}, not to the expected sha256:{known}",
-            layer.history.join(" ")
-        ),
-        _ => Ok(got),
+    if let Some(known) = &layer.diff_id {
+        check_digest(layer, known, &got)?;
     }
+    Ok(got)
+}
+
+/// An error naming the layer when its bytes hash to `got` rather than `expected`.
+fn check_digest(layer: &Layer, expected: &str, got: &str) -> Result<()> {
+    if got != expected {
+        bail!(
+            "layer {}: its bytes hash to sha256:{got}, not to the expected sha256:{expected}",
+            layer.history.join(" ")
+        );
+    }
+    Ok(())
 }
 
 fn layer_header(layer: &Layer, diff_id: &str) -> Vec<u8> {

@@ -39,26 +39,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Writes at a fixed position of a file, advancing (`pwrite`), so threads can fill
-/// disjoint parts of one output file.
-pub struct OffsetWriter<'a> {
-    pub file: &'a std::fs::File,
-    pub pos: u64,
-}
-
-impl Write for OffsetWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.file.write_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// sha256 of `bytes` in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
