@@ -251,7 +251,7 @@ fn run(cli: Cli) -> Result<()> {
             let conf = Conf::load(&conf)?;
             let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
             let stdout = std::io::stdout();
-            let mut out = FdSink::new(&stdout);
+            let mut out = FdSink::stream(&stdout);
             docker_archive::write_stream(&image, &mut out, verify)?;
             Ok(())
         }

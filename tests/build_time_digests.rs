@@ -224,3 +224,31 @@ fn streaming_writes_no_file_and_sends_large_files_from_the_page_cache() {
             .arg(format!("docker-archive:{}", out.display())));
     }
 }
+
+#[test]
+fn build_layered_copies_recorded_layers_in_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = with_digests(&large_file_conf(dir.path()), dir.path());
+    let out = dir.path().join("built.tar");
+    let log = dir.path().join("built.strace");
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=copy_file_range", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_stevedore"))
+        .arg("build-layered")
+        .arg(&conf)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let copied: u64 = trace
+        .lines()
+        .filter(|l| l.contains("copy_file_range"))
+        .filter_map(|l| l.rsplit(" = ").next()?.trim().parse::<u64>().ok())
+        .sum();
+    assert_eq!(copied, 3 << 20, "{trace}");
+    let streamed = run(stevedore().arg("stream-layered").arg(&conf)).stdout;
+    assert!(std::fs::read(&out).unwrap() == streamed);
+}

@@ -185,7 +185,7 @@ fn fill_layers(image: &Image, file: &File, offsets: &[u64], verify: bool) -> Res
             s.spawn(|_| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&i) = order.get(k) else { break };
-                let mut out = OffsetSink::new(file, offsets[i]);
+                let mut out = OffsetSink::at(file, offsets[i]);
                 let r = produce(&image.layers[i], &mut out, verify);
                 results.lock().expect("results")[i] = Some(r);
             });

@@ -107,27 +107,102 @@ pub fn read_onto(
     Ok(())
 }
 
-/// A stream (a pipe, a socket, a terminal, a file written in order): buffered writes,
-/// long file ranges with `sendfile`.
-pub struct FdSink<'a> {
-    fd: RawFd,
+/// Where a buffered sink's bytes end up, and how the kernel copies file ranges there.
+pub trait Output {
+    /// Writes all of `bytes`.
+    fn put(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Copies the range in the kernel; `Ok(false)` if it cannot for these two files.
+    fn copy_in_kernel(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<bool>;
+}
+
+/// A sink that buffers small writes and short file ranges, and hands long ranges to the
+/// kernel (falling back to reading them if the kernel cannot).
+pub struct Buffered<O: Output> {
+    out: O,
     pending: Vec<u8>,
     zero_copy: bool,
-    _out: std::marker::PhantomData<&'a ()>,
+}
+
+/// A stream (a pipe, a socket, a terminal, a file written in order); long ranges go by
+/// `sendfile`.
+pub type FdSink<'a> = Buffered<Stream<'a>>;
+/// A file filled from a known position (threads writing disjoint parts of one
+/// archive); long ranges go by `copy_file_range`.
+pub type OffsetSink<'a> = Buffered<At<'a>>;
+
+impl<O: Output> Buffered<O> {
+    pub fn new(out: O) -> Self {
+        Buffered {
+            out,
+            pending: Vec::with_capacity(BUFFER),
+            zero_copy: true,
+        }
+    }
 }
 
 impl<'a> FdSink<'a> {
     /// A sink writing to `out` (which it does not close).
-    pub fn new(out: &'a impl AsRawFd) -> Self {
-        FdSink {
+    pub fn stream(out: &'a impl AsRawFd) -> Self {
+        Buffered::new(Stream {
             fd: out.as_raw_fd(),
-            pending: Vec::with_capacity(BUFFER),
-            zero_copy: true,
             _out: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<'a> OffsetSink<'a> {
+    /// A sink writing into `file` from `pos` on.
+    pub fn at(file: &'a File, pos: u64) -> Self {
+        Buffered::new(At { file, pos })
+    }
+}
+
+impl<O: Output> Sink for Buffered<O> {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.pending.len() + bytes.len() > BUFFER {
+            self.flush()?;
         }
+        if bytes.len() >= BUFFER {
+            return self.out.put(bytes);
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
     }
 
-    fn write_fd(&mut self, mut bytes: &[u8]) -> Result<()> {
+    fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+        if len < ZERO_COPY_MIN || !self.zero_copy {
+            if self.pending.len() as u64 + len > BUFFER as u64 {
+                self.flush()?;
+            }
+            if len <= BUFFER as u64 {
+                return read_onto(&mut self.pending, file, path, offset, len);
+            }
+            let (out, mut buf) = (&mut self.out, Vec::new());
+            return read_chunks(file, path, offset, len, &mut buf, |c| out.put(c));
+        }
+        self.flush()?;
+        if !self.out.copy_in_kernel(file, path, offset, len)? {
+            self.zero_copy = false;
+            return self.copy_from(file, path, offset, len);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let result = self.out.put(&self.pending);
+        self.pending.clear();
+        result
+    }
+}
+
+/// A file descriptor written in order.
+pub struct Stream<'a> {
+    fd: RawFd,
+    _out: std::marker::PhantomData<&'a ()>,
+}
+
+impl Output for Stream<'_> {
+    fn put(&mut self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
             let n = unsafe { libc::write(self.fd, bytes.as_ptr().cast(), bytes.len()) };
             if n < 0 {
@@ -142,184 +217,78 @@ impl<'a> FdSink<'a> {
         Ok(())
     }
 
-    /// `sendfile` of the range; false if the kernel cannot for this pair of files.
-    fn send(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<bool> {
-        let mut off = offset as libc::off_t;
-        let end = offset + len;
-        while (off as u64) < end {
-            let want = (end - off as u64).min(1 << 30) as usize;
-            let n = unsafe { libc::sendfile(self.fd, file.as_raw_fd(), &mut off, want) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
-                    Some(libc::EINVAL) | Some(libc::ENOSYS) if off as u64 == offset => {
-                        return Ok(false)
-                    }
-                    _ => return Err(e).with_context(|| format!("{}: cannot copy", path.display())),
-                }
-            }
-            if n == 0 {
-                bail!(
-                    "{}: shorter than expected (changed while archived?)",
-                    path.display()
-                );
-            }
-        }
-        Ok(true)
+    fn copy_in_kernel(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<bool> {
+        kernel_copy(path, offset, len, |off, want| {
+            let mut at = off as libc::off_t;
+            unsafe { libc::sendfile(self.fd, file.as_raw_fd(), &mut at, want) }
+        })
     }
 }
 
-impl Sink for FdSink<'_> {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.pending.len() + bytes.len() > BUFFER {
-            self.flush()?;
-        }
-        if bytes.len() >= BUFFER {
-            return self.write_fd(bytes);
-        }
-        self.pending.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
-        if len < ZERO_COPY_MIN || !self.zero_copy {
-            if self.pending.len() as u64 + len > BUFFER as u64 {
-                self.flush()?;
-            }
-            if len <= BUFFER as u64 {
-                return read_onto(&mut self.pending, file, path, offset, len);
-            }
-            let mut buf = Vec::new();
-            return read_chunks(file, path, offset, len, &mut buf, |c| self.write_fd(c));
-        }
-        self.flush()?;
-        if !self.send(file, path, offset, len)? {
-            self.zero_copy = false;
-            return self.copy_from(file, path, offset, len);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        let result = self.write_fd(&pending);
-        self.pending = pending;
-        self.pending.clear();
-        result
-    }
-}
-
-/// A file filled at a known position (threads writing disjoint parts of one archive):
-/// buffered `pwrite`s, long file ranges with `copy_file_range`.
-pub struct OffsetSink<'a> {
+/// A file written at a position that advances.
+pub struct At<'a> {
     file: &'a File,
     pos: u64,
-    pending: Vec<u8>,
-    zero_copy: bool,
 }
 
-impl<'a> OffsetSink<'a> {
-    /// A sink writing into `file` from `pos` on.
-    pub fn new(file: &'a File, pos: u64) -> Self {
-        OffsetSink {
-            file,
-            pos,
-            pending: Vec::with_capacity(BUFFER),
-            zero_copy: true,
-        }
-    }
-
-    /// `copy_file_range` of the range; false if the kernel cannot for these files.
-    fn copy_range(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<bool> {
-        let mut off_in = offset as libc::loff_t;
-        let mut off_out = self.pos as libc::loff_t;
-        let end = offset + len;
-        while (off_in as u64) < end {
-            let want = (end - off_in as u64).min(1 << 30) as usize;
-            let n = unsafe {
-                libc::copy_file_range(
-                    file.as_raw_fd(),
-                    &mut off_in,
-                    self.file.as_raw_fd(),
-                    &mut off_out,
-                    want,
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-                        if off_in as u64 == offset =>
-                    {
-                        return Ok(false)
-                    }
-                    _ => return Err(e).with_context(|| format!("{}: cannot copy", path.display())),
-                }
-            }
-            if n == 0 {
-                bail!(
-                    "{}: shorter than expected (changed while archived?)",
-                    path.display()
-                );
-            }
-        }
-        self.pos = off_out as u64;
-        Ok(true)
-    }
-}
-
-impl Sink for OffsetSink<'_> {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.pending.len() + bytes.len() > BUFFER {
-            self.flush()?;
-        }
-        if bytes.len() >= BUFFER {
-            self.file
-                .write_all_at(bytes, self.pos)
-                .context("cannot write output")?;
-            self.pos += bytes.len() as u64;
-            return Ok(());
-        }
-        self.pending.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
-        if len < ZERO_COPY_MIN || !self.zero_copy {
-            if self.pending.len() as u64 + len > BUFFER as u64 {
-                self.flush()?;
-            }
-            if len <= BUFFER as u64 {
-                return read_onto(&mut self.pending, file, path, offset, len);
-            }
-            let mut buf = Vec::new();
-            return read_chunks(file, path, offset, len, &mut buf, |c| {
-                self.file
-                    .write_all_at(c, self.pos)
-                    .context("cannot write output")?;
-                self.pos += c.len() as u64;
-                Ok(())
-            });
-        }
-        self.flush()?;
-        if !self.copy_range(file, path, offset, len)? {
-            self.zero_copy = false;
-            return self.copy_from(file, path, offset, len);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
+impl Output for At<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
         self.file
-            .write_all_at(&self.pending, self.pos)
+            .write_all_at(bytes, self.pos)
             .context("cannot write output")?;
-        self.pos += self.pending.len() as u64;
-        self.pending.clear();
+        self.pos += bytes.len() as u64;
         Ok(())
     }
+
+    fn copy_in_kernel(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<bool> {
+        let start = self.pos;
+        let copied = kernel_copy(path, offset, len, |off, want| {
+            let mut off_in = off as libc::loff_t;
+            let mut off_out = (start + off - offset) as libc::loff_t;
+            let out = self.file.as_raw_fd();
+            unsafe {
+                libc::copy_file_range(file.as_raw_fd(), &mut off_in, out, &mut off_out, want, 0)
+            }
+        })?;
+        if copied {
+            self.pos += len;
+        }
+        Ok(copied)
+    }
+}
+
+/// Runs `call(offset, want)` (a `sendfile` or `copy_file_range` returning how many bytes
+/// it copied) until `len` bytes from `offset` are copied; `Ok(false)` if the very first
+/// call says the kernel cannot copy between these files.
+fn kernel_copy(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    mut call: impl FnMut(u64, usize) -> isize,
+) -> Result<bool> {
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(1 << 30) as usize;
+        let n = call(offset + done, want);
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR | libc::EAGAIN) => continue,
+                Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if done == 0 => {
+                    return Ok(false)
+                }
+                _ => return Err(e).with_context(|| format!("{}: cannot copy", path.display())),
+            }
+        }
+        if n == 0 {
+            bail!(
+                "{}: shorter than expected (changed while archived?)",
+                path.display()
+            );
+        }
+        done += n as u64;
+    }
+    Ok(true)
 }
 
 /// Any `Write` (an encoder, a buffer): file ranges are read and written.
