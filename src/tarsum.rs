@@ -10,10 +10,14 @@
 //! reproduces those reader rules, and the digest goes into nixpkgs' layer `json`.
 
 use crate::tar::block::{checksum_ok, field, parse_number};
+use crate::tar::reader::MAX_RECORD;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
+
+/// Go's `archive/tar.ErrHeader`.
+const INVALID: &str = "archive/tar: invalid tar header";
 
 /// `time.Time{}.Unix()` in Go: 0001-01-01T00:00:00Z.
 const GO_ZERO_TIME: i64 = -62_135_596_800;
@@ -205,17 +209,17 @@ pub fn of_stream(input: &mut dyn Read, version: Version, extra: Option<&[u8]>) -
             break;
         }
         let h = parse(&block)?;
-        let body_len = h.size.max(0) as u64;
+        let body_len = h.size as u64;
         match h.typeflag {
-            b'x' => pending.pax = Some(parse_pax(&read_body(input, body_len)?)?),
-            b'L' => pending.name = Some(nul_terminated(&read_body(input, body_len)?)),
-            b'K' => pending.link = Some(nul_terminated(&read_body(input, body_len)?)),
+            b'x' => pending.pax = Some(parse_pax(&read_special(input, body_len)?)?),
+            b'L' => pending.name = Some(nul_terminated(&read_special(input, body_len)?)),
+            b'K' => pending.link = Some(nul_terminated(&read_special(input, body_len)?)),
             _ => {
                 let mut e = h.entry;
                 if h.typeflag == b'g' {
                     // Go returns a global header with only its name, type and xattrs; its
                     // zero ModTime is year 1, which v0 hashes as -62135596800.
-                    let records = parse_pax(&read_body(input, body_len)?)?;
+                    let records = parse_pax(&read_special(input, body_len)?)?;
                     // mergePAX runs first, so a `path` record renames it.
                     let name = records
                         .iter()
@@ -237,8 +241,11 @@ pub fn of_stream(input: &mut dyn Read, version: Version, extra: Option<&[u8]>) -
                 if e.typeflag == 0 {
                     e.typeflag = if e.name.ends_with(b"/") { b'5' } else { b'0' };
                 }
+                if e.size < 0 {
+                    bail!(INVALID);
+                }
                 let has_body = !matches!(e.typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
-                let len = if has_body { e.size.max(0) as u64 } else { 0 };
+                let len = if has_body { e.size as u64 } else { 0 };
                 let mut hasher = sum.entry(&e);
                 copy_body(input, len, &mut hasher)?;
                 sum.add(hasher);
@@ -325,9 +332,14 @@ fn read_block(input: &mut dyn Read) -> Result<Option<[u8; 512]>> {
     Ok(Some(block))
 }
 
-fn read_body(input: &mut dyn Read, len: u64) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(len as usize);
-    input.take(len).read_to_end(&mut buf)?;
+/// The body of a PAX or GNU long-name record, as Go's `readSpecialFile` reads it: at
+/// most [`MAX_RECORD`] bytes, grown as the bytes arrive (never allocated from `len`).
+fn read_special(input: &mut dyn Read, len: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    input.take(len.min(MAX_RECORD + 1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_RECORD {
+        bail!("archive/tar: header field too long");
+    }
     if (buf.len() as u64) < len {
         bail!("unexpected EOF");
     }
@@ -366,12 +378,13 @@ fn nul_terminated(bytes: &[u8]) -> Vec<u8> {
 /// A header block as Go's reader sees it (before PAX/GNU records are applied).
 fn parse(b: &[u8; 512]) -> Result<Header> {
     if !checksum_ok(b) {
-        bail!("archive/tar: invalid tar header");
+        bail!(INVALID);
     }
+    // Go's parseNumeric refuses what does not fit in an int64.
     let num = |(at, len): (usize, usize)| -> Result<i64> {
         parse_number(&b[at..at + len])
-            .map(|n| n as i64)
-            .context("archive/tar: invalid tar header")
+            .and_then(|n| i64::try_from(n).ok())
+            .context(INVALID)
     };
     let magic = &b[257..265];
     let ustar = &magic[..6] == b"ustar\0";
@@ -416,22 +429,16 @@ fn parse_pax(body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut records = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let space = rest
-            .iter()
-            .position(|&c| c == b' ')
-            .context("archive/tar: invalid tar header")?;
+        let space = rest.iter().position(|&c| c == b' ').context(INVALID)?;
         let len: usize = std::str::from_utf8(&rest[..space])
             .ok()
             .and_then(|s| s.parse().ok())
-            .context("archive/tar: invalid tar header")?;
+            .context(INVALID)?;
         if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            bail!("archive/tar: invalid tar header");
+            bail!(INVALID);
         }
         let record = &rest[space + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|&c| c == b'=')
-            .context("archive/tar: invalid tar header")?;
+        let eq = record.iter().position(|&c| c == b'=').context(INVALID)?;
         let (k, v) = (record[..eq].to_vec(), record[eq + 1..].to_vec());
         match records
             .iter_mut()

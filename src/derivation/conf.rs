@@ -15,8 +15,9 @@ use std::collections::HashSet;
 /// Runs the step: reads `.attrs.json`, writes `outputs.out`.
 pub fn run() -> Result<()> {
     let attrs = attrs::load()?;
-    let out = attrs::output(&attrs, "out")?;
-    let conf = build(&attrs, &out.to_string_lossy())?;
+    let file = || attrs::attrs_file().display().to_string();
+    let out = attrs::output(&attrs, "out").with_context(file)?;
+    let conf = build(&attrs, &out.to_string_lossy()).with_context(file)?;
     std::fs::write(&out, serde_json::to_string_pretty(&conf)? + "\n")
         .with_context(|| format!("{}: cannot write", out.display()))
 }

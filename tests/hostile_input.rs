@@ -1,0 +1,227 @@
+//! Regressions for hostile input found by reading the readers (issue #8, point 5):
+//! declared sizes that wrap offsets or become allocations, and JSON numbers a tool
+//! cannot hold. Each must end quickly with one `stevedore: ` line naming the input
+//! (and the member), exit 1; never a hang, a panic or an abort.
+
+mod hostile;
+
+use hostile::{header, pax_record, push_padded, run_limited, scratch, seeds, stevedore, Outcome};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Far below the time a wrapping offset loops for.
+const QUICK: Duration = Duration::from_secs(5);
+
+/// 2^64 − 512: a multiple of 512 that wraps any offset it is added to.
+const WRAPS: u64 = u64::MAX - 511;
+
+/// Runs `cmd` in `dir` under the harness limits.
+fn run_in(cmd: &mut Command, dir: &Path, stdin: Option<&Path>) -> Outcome {
+    cmd.current_dir(dir);
+    run_limited(cmd, stdin, dir, QUICK)
+}
+
+/// Asserts exit 1 with one `stevedore: ` line holding every one of `words`.
+fn clean_error(o: &Outcome, words: &[&str]) -> String {
+    assert_eq!(o.code, Some(1), "{}", o.describe());
+    let line = o.stderr.trim_end_matches('\n');
+    assert!(
+        line.starts_with("stevedore: ") && !line.contains('\n'),
+        "{}",
+        o.describe()
+    );
+    for w in words {
+        assert!(line.contains(w), "{w:?} missing: {line}");
+    }
+    line.to_string()
+}
+
+/// A tar of one header declaring `size` followed by `data_len` zero bytes.
+fn tar_declaring(dir: &Path, name: &str, kind: u8, size: u64, data_len: usize) -> PathBuf {
+    let mut tar = header(name.as_bytes(), kind, size).to_vec();
+    tar.resize(512 + data_len, 0);
+    let path = dir.join(format!("{}.tar", name.replace('/', "_")));
+    std::fs::write(&path, tar).unwrap();
+    path
+}
+
+/// Every command that reads a base image, with `archive` as its input.
+fn base_image_readers(archive: &Path, dir: &Path) -> Vec<Command> {
+    let s = seeds::get();
+    let mut export = stevedore();
+    export
+        .arg("export-image")
+        .arg(archive)
+        .arg("-o")
+        .arg(dir.join("out.tar"));
+    let mut unpack = stevedore();
+    unpack
+        .arg("unpack-image")
+        .arg(archive)
+        .arg(dir.join("root"));
+    let mut merge = stevedore();
+    merge
+        .arg("merge-images")
+        .arg("-o")
+        .arg(dir.join("merged.tar"));
+    merge.arg(archive).arg(&s.archive);
+    let conf = dir.join("conf.json");
+    std::fs::write(&conf, s.conf_with_base(archive).to_string()).unwrap();
+    let mut stream = stevedore();
+    stream.arg("stream-layered").arg(&conf);
+    let attrs = s.build_attrs(&dir.join("image"), Some(archive));
+    std::fs::write(dir.join(".attrs.json"), attrs.to_string()).unwrap();
+    let mut build_image = stevedore();
+    build_image.arg("nix-build-image").env("NIX_BUILD_TOP", dir);
+    vec![export, unpack, merge, stream, build_image]
+}
+
+#[test]
+fn base_256_size_that_wraps_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tar_declaring(tmp.path(), "abc/layer.tar", b'0', WRAPS, 1024);
+    let name = archive.to_str().unwrap();
+    for mut cmd in base_image_readers(&archive, tmp.path()) {
+        let dir = scratch(tmp.path(), "run");
+        let words = [
+            name,
+            "member abc/layer.tar: declares 18446744073709551104 bytes but only 1024 remain",
+        ];
+        clean_error(&run_in(&mut cmd, &dir, None), &words);
+    }
+}
+
+#[test]
+fn huge_pax_and_long_name_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in [b'x', b'g', b'L', b'K'] {
+        for size in [1 << 40, WRAPS] {
+            let name = if kind == b'L' || kind == b'K' {
+                "././@LongLink"
+            } else {
+                "././@PaxHeader"
+            };
+            let archive = tar_declaring(tmp.path(), name, kind, size, 1024);
+            let mut cmd = stevedore();
+            cmd.arg("export-image")
+                .arg(&archive)
+                .arg("-o")
+                .arg(tmp.path().join("o"));
+            let declared = format!("declares {size} bytes but only 1024 remain");
+            let words = [archive.to_str().unwrap(), name, &declared];
+            clean_error(&run_in(&mut cmd, tmp.path(), None), &words);
+        }
+    }
+}
+
+#[test]
+fn records_over_one_mebibyte_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = pax_record("comment", &"c".repeat(1 << 20));
+    let mut tar = header(b"././@PaxHeader", b'x', body.len() as u64).to_vec();
+    push_padded(&mut tar, &body);
+    tar.extend_from_slice(&header(b"manifest.json", b'0', 0));
+    tar.resize(tar.len() + 1024, 0);
+    let archive = tmp.path().join("big-pax.tar");
+    std::fs::write(&archive, &tar).unwrap();
+    let mut cmd = stevedore();
+    cmd.arg("export-image")
+        .arg(&archive)
+        .arg("-o")
+        .arg(tmp.path().join("o"));
+    let words = [
+        archive.to_str().unwrap(),
+        "PAX record",
+        "1048576-byte limit",
+    ];
+    clean_error(&run_in(&mut cmd, tmp.path(), None), &words);
+    let stdin = tmp.path().join("stdin.tar");
+    std::fs::write(&stdin, &tar).unwrap();
+    assert_eq!(
+        tarsum_of(&stdin, tmp.path()),
+        (1, "archive/tar: header field too long".to_string())
+    );
+}
+
+/// `stevedore tarsum < input`: its exit code and stdout line; never a signal or a hang.
+fn tarsum_of(input: &Path, dir: &Path) -> (i32, String) {
+    let o = run_in(stevedore().arg("tarsum"), dir, Some(input));
+    assert!(o.code.is_some() && o.stderr.is_empty(), "{}", o.describe());
+    (o.code.unwrap(), o.stdout_text().trim_end().to_string())
+}
+
+/// moby's own tarsum tool, when scripts/deps.sh has built it.
+fn moby_tarsum(input: &Path) -> Option<(i32, String)> {
+    let tool = seeds::target_dir().join("moby-tarsum/tarsum");
+    let out = Command::new(tool)
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    Some((out.status.code()?, text))
+}
+
+#[test]
+fn tarsum_with_huge_declared_sizes_on_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (b'x', 1 << 40, "unexpected EOF"),
+        (b'L', 1 << 40, "unexpected EOF"),
+        (b'x', WRAPS, "archive/tar: invalid tar header"),
+        (b'0', WRAPS, "archive/tar: invalid tar header"),
+        (b'0', 1 << 40, "unexpected EOF"),
+    ];
+    for (kind, size, message) in cases {
+        let input = tar_declaring(tmp.path(), &format!("m{}", kind as char), kind, size, 1024);
+        let got = tarsum_of(&input, tmp.path());
+        assert_eq!(got, (1, message.to_string()), "{} {size}", kind as char);
+        if let Some(want) = moby_tarsum(&input) {
+            assert_eq!(got, want, "moby's tarsum on {} {size}", kind as char);
+        }
+    }
+}
+
+#[test]
+fn tarsum_refuses_a_negative_pax_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = pax_record("size", "-1");
+    let mut tar = header(b"././@PaxHeader", b'x', body.len() as u64).to_vec();
+    push_padded(&mut tar, &body);
+    tar.extend_from_slice(&header(b"file", b'0', 0));
+    tar.resize(tar.len() + 1024, 0);
+    let input = tmp.path().join("negative.tar");
+    std::fs::write(&input, &tar).unwrap();
+    let got = tarsum_of(&input, tmp.path());
+    assert_eq!(got, (1, "archive/tar: invalid tar header".to_string()));
+    if let Some(want) = moby_tarsum(&input) {
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn base_json_numbers_jshon_cannot_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let content = tmp.path().join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    for (number, why) in [
+        ("1e400", "real number overflow"),
+        ("-1e400", "real number overflow"),
+        ("18446744073709551616", "too big integer"),
+        ("-9223372036854775809", "too big negative integer"),
+    ] {
+        let base_json = tmp.path().join("base.json");
+        std::fs::write(
+            &base_json,
+            format!("{{\"config\": {{\"Memory\": {number}}}}}"),
+        )
+        .unwrap();
+        let out = tmp.path().join("layer");
+        let mut cmd = stevedore();
+        cmd.arg("image-layer").arg(&content).arg("-o").arg(&out);
+        cmd.arg("--base-json").arg(&base_json);
+        let o = run_in(&mut cmd, tmp.path(), None);
+        clean_error(&o, &[base_json.to_str().unwrap(), why]);
+        assert!(!out.join("layer.tar").exists(), "output left behind");
+    }
+}
