@@ -151,15 +151,9 @@ fn tarsum_of(input: &Path, dir: &Path) -> (i32, String) {
     (o.code.unwrap(), o.stdout_text().trim_end().to_string())
 }
 
-/// moby's own tarsum tool, when scripts/deps.sh has built it.
+/// moby's own tarsum tool (v1), when scripts/deps.sh has built it.
 fn moby_tarsum(input: &Path) -> Option<(i32, String)> {
-    let tool = seeds::target_dir().join("moby-tarsum/tarsum");
-    let out = Command::new(tool)
-        .stdin(std::fs::File::open(input).unwrap())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
-    Some((out.status.code()?, text))
+    moby_tarsum_version(input, "v1")
 }
 
 #[test]
@@ -224,4 +218,120 @@ fn base_json_numbers_jshon_cannot_hold() {
         clean_error(&o, &[base_json.to_str().unwrap(), why]);
         assert!(!out.join("layer.tar").exists(), "output left behind");
     }
+}
+
+/// A PAX header (`x`) holding `records`.
+fn pax(records: &[(&str, &str)]) -> Vec<u8> {
+    let body: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+    let mut out = header(b"././@PaxHeader", b'x', body.len() as u64).to_vec();
+    push_padded(&mut out, &body);
+    out
+}
+
+/// A member with `data`, padded.
+fn member(name: &str, kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = header(name.as_bytes(), kind, data.len() as u64).to_vec();
+    push_padded(&mut out, data);
+    out
+}
+
+/// A GNU long name record (`L`) holding `name` (nothing for an empty one).
+fn long_name(name: &str) -> Vec<u8> {
+    let body = if name.is_empty() {
+        Vec::new()
+    } else {
+        format!("{name}\0").into_bytes()
+    };
+    member("././@LongLink", b'L', &body)
+}
+
+/// Edge cases of Go's tar reader the fuzzer found stevedore's tarsum reading otherwise:
+/// each input, and whether Go (and so stevedore) gives a sum for it.
+fn go_reader_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
+    let tar = |parts: &[Vec<u8>]| [parts.concat(), vec![0; 1024]].concat();
+    let file = || member("f", b'0', b"");
+    let mut odd_numbers = header(b"f", b'0', 0);
+    odd_numbers[100..108].copy_from_slice(b" \0 0644 ");
+    hostile::fix_checksum(&mut odd_numbers);
+    let mut unpadded = header(b"f", b'0', 5).to_vec();
+    unpadded.extend_from_slice(b"hello");
+    vec![
+        (
+            "a zero block, then a header",
+            tar(&[file(), vec![0; 512], file()]),
+            false,
+        ),
+        ("input ending in padding", unpadded, true),
+        (
+            "a negative PAX size on a directory",
+            tar(&[pax(&[("size", "-1")]), member("d/", b'5', b"")]),
+            true,
+        ),
+        (
+            "a negative PAX size on a file",
+            tar(&[pax(&[("size", "-1")]), file()]),
+            false,
+        ),
+        (
+            "an empty GNU long name",
+            tar(&[long_name(""), member("f", b'0', b"x")]),
+            true,
+        ),
+        (
+            "a PAX path and a GNU long name",
+            tar(&[pax(&[("path", "pax")]), long_name("gnu"), file()]),
+            true,
+        ),
+        (
+            "a fractional PAX uid",
+            tar(&[pax(&[("uid", "5.5")]), file()]),
+            false,
+        ),
+        (
+            "a negative fractional PAX mtime",
+            tar(&[pax(&[("mtime", "-1.5")]), file()]),
+            true,
+        ),
+        (
+            "a bad PAX atime",
+            tar(&[pax(&[("atime", "x")]), file()]),
+            false,
+        ),
+        (
+            "numbers between NULs and spaces",
+            tar(&[odd_numbers.to_vec()]),
+            true,
+        ),
+    ]
+}
+
+#[test]
+fn tarsum_reads_as_gos_archive_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input.tar");
+    for (what, tar, ok) in go_reader_cases() {
+        std::fs::write(&input, &tar).unwrap();
+        for version in ["v0", "v1"] {
+            let mut cmd = stevedore();
+            cmd.args(["tarsum", "--version", version]);
+            let o = run_in(&mut cmd, tmp.path(), Some(&input));
+            let ours = (o.code.unwrap(), o.stdout_text().trim_end().to_string());
+            assert_eq!(ours.0 == 0, ok, "{what}: {ours:?}");
+            if let Some(theirs) = moby_tarsum_version(&input, version) {
+                assert_eq!(ours, theirs, "{what} ({version})");
+            }
+        }
+    }
+}
+
+/// moby's own tarsum tool for one TarSum version, when scripts/deps.sh has built it.
+fn moby_tarsum_version(input: &Path, version: &str) -> Option<(i32, String)> {
+    let tool = seeds::target_dir().join("moby-tarsum/tarsum");
+    let out = Command::new(tool)
+        .arg(version)
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    Some((out.status.code()?, text))
 }
