@@ -335,3 +335,57 @@ fn moby_tarsum_version(input: &Path, version: &str) -> Option<(i32, String)> {
     let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
     Some((out.status.code()?, text))
 }
+
+/// A docker archive holding one image whose only layer is `layer`.
+fn archive_with_layer(dir: &Path, layer: &[u8]) -> PathBuf {
+    let config = br#"{"rootfs": {"type": "layers", "diff_ids": ["sha256:00"]}}"#;
+    let manifest = br#"[{"Config": "c.json", "Layers": ["l/layer.tar"]}]"#;
+    let mut tar = member("manifest.json", b'0', manifest);
+    tar.extend(member("c.json", b'0', config));
+    tar.extend(member("l/layer.tar", b'0', layer));
+    tar.resize(tar.len() + 1024, 0);
+    let path = dir.join("archive.tar");
+    std::fs::write(&path, tar).unwrap();
+    path
+}
+
+#[test]
+fn symlink_to_nothing_in_a_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layer = header(b"nix/store", b'2', 0).to_vec();
+    layer.resize(512 + 1024, 0);
+    let archive = archive_with_layer(tmp.path(), &layer);
+    let words = [
+        archive.to_str().unwrap(),
+        "member l/layer.tar",
+        "\"nix/store\" is a symlink to nothing",
+    ];
+    let mut export = stevedore();
+    export
+        .arg("export-image")
+        .arg(&archive)
+        .arg("-o")
+        .arg(tmp.path().join("o.tar"));
+    clean_error(&run_in(&mut export, tmp.path(), None), &words);
+    let mut unpack = stevedore();
+    unpack
+        .arg("unpack-image")
+        .arg(&archive)
+        .arg(tmp.path().join("root"));
+    clean_error(&run_in(&mut unpack, tmp.path(), None), &words);
+}
+
+#[test]
+fn non_ascii_time_in_a_conf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = seeds::get();
+    let mut conf: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&s.conf).unwrap()).unwrap();
+    conf["created"] = serde_json::json!("197é-01-01T00:00:00Z");
+    let path = tmp.path().join("conf.json");
+    std::fs::write(&path, conf.to_string()).unwrap();
+    let mut cmd = stevedore();
+    cmd.arg("stream-layered").arg(&path);
+    let words = [path.to_str().unwrap(), "is not an ISO 8601 time"];
+    clean_error(&run_in(&mut cmd, tmp.path(), None), &words);
+}

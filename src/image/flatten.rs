@@ -274,6 +274,7 @@ fn item_of(tree: &BTreeMap<Key, Item>, m: &Member, file: &Path, name: &str) -> R
             item.content = Content::Range(file.to_path_buf(), m.data_offset);
         }
         kind::DIR | kind::FIFO => {}
+        kind::SYMLINK if i.linkname.is_empty() => bail!("member {name:?} is a symlink to nothing"),
         kind::SYMLINK => item.link = i.linkname.clone(),
         b'1' => {
             let target = key_of(&i.linkname)?;
