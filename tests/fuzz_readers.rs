@@ -242,26 +242,26 @@ fn conf() {
 #[test]
 fn graph() {
     campaign("graph", |rng, dir, s| {
-        let seed = if rng.chance(2, 3) {
-            &s.graph
-        } else {
-            &s.graph_attrs
+        let seeds = [&s.nix_graph, &s.nix_graph, &s.graph, &s.graph_attrs];
+        let seed = *rng.pick(&seeds);
+        let store_dir = match seed == &s.nix_graph {
+            true => "/nix/store",
+            false => &s.store_dir,
         };
         let input = mutated_json(rng, seed, &dir.join("graph.json"));
         let mut cmd = stevedore();
         let db = dir.join("root/nix/var/nix/db/db.sqlite");
         let nix_db = rng.chance(1, 3);
         if nix_db {
-            cmd.arg("nix-db")
-                .arg(dir.join("root"))
-                .arg("--graph")
-                .arg(&input);
+            cmd.arg("nix-db").arg(dir.join("root"));
+            cmd.arg("--graph").arg(&input);
         } else {
             let algorithm = *rng.pick(&["auto", "popularity"]);
             let limit = *rng.pick(&["0", "1", "2", "3", "100"]);
             cmd.arg("plan").arg(&input);
             cmd.args(["--algorithm", algorithm, "--limit", limit]);
         }
+        cmd.args(["--store-dir", store_dir]);
         let o = exec(&mut cmd, dir, None);
         let sane = || match nix_db {
             true => check(db.is_file(), "no database"),

@@ -349,30 +349,62 @@ fn archive_with_layer(dir: &Path, layer: &[u8]) -> PathBuf {
     path
 }
 
+/// Layer members no file system can hold, and what the error says about each.
+fn unholdable_members() -> Vec<(Vec<u8>, &'static str)> {
+    let long_target = "t".repeat(5000);
+    let long_name = format!("{}/f", "d/".repeat(2100));
+    let with_pax = |records: &[(&str, &str)], name: &[u8], kind: u8| {
+        [pax(records), header(name, kind, 0).to_vec(), vec![0; 1024]].concat()
+    };
+    vec![
+        (
+            with_pax(&[], b"nix/store", b'2'),
+            "\"nix/store\" is a symlink to nothing",
+        ),
+        (
+            with_pax(&[("linkpath", &long_target)], b"link", b'2'),
+            "\"link\" is a symlink to a target over 4095 bytes",
+        ),
+        (
+            with_pax(&[("path", &long_name)], b"f", b'0'),
+            "has a name over 4095 bytes",
+        ),
+    ]
+}
+
 #[test]
-fn symlink_to_nothing_in_a_layer() {
+fn layer_members_no_file_system_holds() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut layer = header(b"nix/store", b'2', 0).to_vec();
-    layer.resize(512 + 1024, 0);
-    let archive = archive_with_layer(tmp.path(), &layer);
-    let words = [
-        archive.to_str().unwrap(),
-        "member l/layer.tar",
-        "\"nix/store\" is a symlink to nothing",
-    ];
-    let mut export = stevedore();
-    export
-        .arg("export-image")
-        .arg(&archive)
-        .arg("-o")
-        .arg(tmp.path().join("o.tar"));
-    clean_error(&run_in(&mut export, tmp.path(), None), &words);
-    let mut unpack = stevedore();
-    unpack
-        .arg("unpack-image")
-        .arg(&archive)
-        .arg(tmp.path().join("root"));
-    clean_error(&run_in(&mut unpack, tmp.path(), None), &words);
+    for (layer, why) in unholdable_members() {
+        let archive = archive_with_layer(tmp.path(), &layer);
+        let words = [archive.to_str().unwrap(), "member l/layer.tar", why];
+        let mut export = stevedore();
+        export.arg("export-image").arg(&archive).arg("-o");
+        export.arg(tmp.path().join("o.tar"));
+        clean_error(&run_in(&mut export, tmp.path(), None), &words);
+        let mut unpack = stevedore();
+        unpack
+            .arg("unpack-image")
+            .arg(&archive)
+            .arg(tmp.path().join("root"));
+        clean_error(&run_in(&mut unpack, tmp.path(), None), &words);
+    }
+}
+
+/// Layer sizes past 2^64 in all: planning sums them as Python does, without overflow.
+#[test]
+fn plan_with_huge_nar_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |c: char| format!("/nix/store/{}-p{c}", c.to_string().repeat(32));
+    let graph = serde_json::json!([
+        {"path": path('a'), "narSize": u64::MAX, "references": [path('b'), path('c')]},
+        {"path": path('b'), "narSize": u64::MAX, "references": []},
+        {"path": path('c'), "narSize": u64::MAX, "references": []},
+    ]);
+    let file = tmp.path().join("graph.json");
+    std::fs::write(&file, graph.to_string()).unwrap();
+    let o = run_in(stevedore().arg("plan").arg(&file), tmp.path(), None);
+    assert_eq!(o.code, Some(0), "{}", o.describe());
 }
 
 #[test]

@@ -177,8 +177,11 @@ fn dir_item(mode: u32) -> Item {
     Item::root_owned(kind::DIR, mode)
 }
 
-/// Member name to path components: `./`, `/` and empty parts dropped; `..` and
-/// components no file system holds (over 255 bytes) refused.
+/// The longest path (and symlink target) Linux takes, without its NUL.
+const PATH_MAX: usize = 4095;
+
+/// Member name to path components: `./`, `/` and empty parts dropped; `..` and names
+/// no file system holds (a component over 255 bytes, a path over 4095) refused.
 fn key_of(name: &[u8]) -> Result<Key> {
     let key = reader::components(name);
     let shown = || String::from_utf8_lossy(name).into_owned();
@@ -187,6 +190,9 @@ fn key_of(name: &[u8]) -> Result<Key> {
     }
     if key.iter().any(|p| p.len() > 255) {
         bail!("member {:?} has a component over 255 bytes", shown());
+    }
+    if name.len() > PATH_MAX {
+        bail!("member {:?} has a name over {PATH_MAX} bytes", shown());
     }
     Ok(key)
 }
@@ -275,6 +281,9 @@ fn item_of(tree: &BTreeMap<Key, Item>, m: &Member, file: &Path, name: &str) -> R
         }
         kind::DIR | kind::FIFO => {}
         kind::SYMLINK if i.linkname.is_empty() => bail!("member {name:?} is a symlink to nothing"),
+        kind::SYMLINK if i.linkname.len() > PATH_MAX => {
+            bail!("member {name:?} is a symlink to a target over {PATH_MAX} bytes")
+        }
         kind::SYMLINK => item.link = i.linkname.clone(),
         b'1' => {
             let target = key_of(&i.linkname)?;

@@ -32,9 +32,11 @@ pub struct Seeds {
     pub gnu_archive: PathBuf,
     /// Layer tars: GNU, PAX, ustar and v7 formats, and the customisation layer.
     pub layer_tars: Vec<PathBuf>,
-    /// The closure graph of `paths`, as a list and inside an `.attrs.json`-like object.
+    /// The closure graph of `paths`, as a list and inside an `.attrs.json`-like object,
+    /// and a larger one of `/nix/store` paths.
     pub graph: PathBuf,
     pub graph_attrs: PathBuf,
+    pub nix_graph: PathBuf,
     pub base_json: PathBuf,
     /// A directory to archive with `image-layer`, and its `image-layer` output.
     pub content: PathBuf,
@@ -86,6 +88,7 @@ fn make(dir: &Path) -> Seeds {
         &dir.join("graph-attrs.json"),
         &json!({"graph": graph_nodes, "other": [1, 2], "outputs": {"out": "/x"}}),
     );
+    let nix_graph = write_json(&dir.join("nix-graph.json"), &nix_graph(40));
     let base_json = write_json(&dir.join("base.json"), &base_json());
     let content = dir.join("content");
     contents(&content);
@@ -112,6 +115,7 @@ fn make(dir: &Path) -> Seeds {
         layer_tars,
         graph,
         graph_attrs,
+        nix_graph,
         base_json,
         content,
         image_layer,
@@ -407,6 +411,37 @@ fn graph(paths: &[String]) -> Value {
                 "narSize": 100 * (i + 1) + 24,
                 "path": p,
                 "references": refs[i].iter().map(|&r| paths[r].clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Value::Array(nodes)
+}
+
+/// A closure of `n` `/nix/store` paths: each refers to a few later ones (and some to
+/// themselves), sizes spread out, as `exportReferencesGraph` writes it.
+fn nix_graph(n: usize) -> Value {
+    let path = |i: usize| {
+        let digest = sha2::Sha256::digest(i.to_le_bytes());
+        let hash = stevedore::store::nixbase32::encode(&digest[..20]);
+        format!("/nix/store/{hash}-pkg-{i}")
+    };
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut refs: Vec<String> = [i + 1, i + 3, 2 * i + 1, n - 1]
+                .into_iter()
+                .filter(|&j| j > i && j < n)
+                .map(path)
+                .collect();
+            if i % 4 == 0 {
+                refs.push(path(i));
+            }
+            let digest = sha2::Sha256::digest(path(i).as_bytes());
+            json!({
+                "closureSize": 1_000_000 - i * 1000,
+                "narHash": format!("sha256:{}", stevedore::store::nixbase32::encode(&digest)),
+                "narSize": (i * 7919) % 100_000 + 128,
+                "path": path(i),
+                "references": refs,
             })
         })
         .collect();
