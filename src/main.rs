@@ -213,7 +213,8 @@ enum Command {
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("stevedore: {e:#}");
+        // One line, whatever the input put in the message.
+        eprintln!("stevedore: {}", format!("{e:#}").replace('\n', "\\n"));
         std::process::exit(1);
     }
 }
@@ -248,8 +249,9 @@ fn run(cli: Cli) -> Result<()> {
             repo_tag,
             verify,
         } => {
-            let conf = Conf::load(&conf)?;
-            let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
+            let loaded = Conf::load(&conf)?;
+            let (image, _base) = layered::from_conf(&loaded, repo_tag.as_deref())
+                .with_context(|| conf.display().to_string())?;
             let stdout = std::io::stdout();
             let mut out = FdSink::stream(&stdout);
             docker_archive::write_stream(&image, &mut out, verify)?;
@@ -262,8 +264,9 @@ fn run(cli: Cli) -> Result<()> {
             repo_tag,
             verify,
         } => {
-            let conf = Conf::load(&conf)?;
-            let (image, _base) = layered::from_conf(&conf, repo_tag.as_deref())?;
+            let loaded = Conf::load(&conf)?;
+            let (image, _base) = layered::from_conf(&loaded, repo_tag.as_deref())
+                .with_context(|| conf.display().to_string())?;
             output::write_atomically(&output, |file| {
                 docker_archive::write_compressed(&image, file, compressor, verify)
             })?;
@@ -392,9 +395,10 @@ fn run(cli: Cli) -> Result<()> {
             mtime,
         } => {
             let mtime = mtime.unwrap_or_else(source_date_epoch);
+            let flat = stevedore::image::flatten::load(&archive, image.as_deref())?;
             output::write_atomically(&output, |file| {
                 let mut out = std::io::BufWriter::new(file);
-                stevedore::image::flatten::export(&archive, image.as_deref(), mtime, &mut out)?;
+                flat.write(mtime, &mut out)?;
                 std::io::Write::flush(&mut out).context("cannot write output")
             })?;
             let detail = format!("root filesystem, {}", log::file_size(&output));
@@ -427,6 +431,7 @@ fn run(cli: Cli) -> Result<()> {
             let g = Graph::load(&graph, graph_key.as_deref(), &store_dir)?;
             let time = registration_time.unwrap_or_else(source_date_epoch);
             stevedore::derivation::nix_db::write(&root, &g, &gcroot, time)
+                .with_context(|| graph.display().to_string())
         }
         Command::SymlinkJoin { output, paths } => {
             let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();

@@ -9,8 +9,11 @@
 //! its own, and a USTAR/PAX prefix is joined to the name. Written here because no crate
 //! reproduces those reader rules, and the digest goes into nixpkgs' layer `json`.
 
-use crate::tar::block::{checksum_ok, field, parse_number};
+mod go_tar;
+
+use crate::tar::reader::MAX_RECORD;
 use anyhow::{bail, Context, Result};
+use go_tar::INVALID;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
@@ -197,61 +200,74 @@ fn normalise(name: &[u8]) -> Vec<u8> {
 pub fn of_stream(input: &mut dyn Read, version: Version, extra: Option<&[u8]>) -> Result<String> {
     let mut sum = TarSum::new(version);
     let mut pending = Pending::default();
-    loop {
+    let mut pad = 0;
+    // Go reads the padding after a member when it looks for the next header; input
+    // that ends within it ends the archive.
+    while skip_padding(input, pad)? {
         let Some(block) = read_block(input)? else {
             break;
         };
         if block.iter().all(|&b| b == 0) {
+            end_of_archive(input)?;
             break;
         }
-        let h = parse(&block)?;
-        let body_len = h.size.max(0) as u64;
+        let h = go_tar::header(&block)?;
+        let len = body_len(h.typeflag, h.size)?;
+        pad = crate::tar::padded(len) - len;
         match h.typeflag {
-            b'x' => pending.pax = Some(parse_pax(&read_body(input, body_len)?)?),
-            b'L' => pending.name = Some(nul_terminated(&read_body(input, body_len)?)),
-            b'K' => pending.link = Some(nul_terminated(&read_body(input, body_len)?)),
+            b'x' => pending.pax = Some(go_tar::pax_records(&read_special(input, len)?)?),
+            b'L' => pending.name = Some(go_tar::text(&read_special(input, len)?)),
+            b'K' => pending.link = Some(go_tar::text(&read_special(input, len)?)),
+            b'g' => {
+                let records = go_tar::pax_records(&read_special(input, len)?)?;
+                sum.add(sum.entry(&global_entry(h.entry, &records)));
+                pending = Pending::default();
+            }
             _ => {
-                let mut e = h.entry;
-                if h.typeflag == b'g' {
-                    // Go returns a global header with only its name, type and xattrs; its
-                    // zero ModTime is year 1, which v0 hashes as -62135596800.
-                    let records = parse_pax(&read_body(input, body_len)?)?;
-                    // mergePAX runs first, so a `path` record renames it.
-                    let name = records
-                        .iter()
-                        .find(|(k, _)| k == b"path")
-                        .map_or(e.name, |(_, v)| v.clone());
-                    let e = Entry {
-                        name,
-                        typeflag: b'g',
-                        mtime: GO_ZERO_TIME,
-                        xattrs: xattrs(&records),
-                        ..Entry::default()
-                    };
-                    let hasher = sum.entry(&e);
-                    sum.add(hasher);
-                    pending = Pending::default();
-                    continue;
-                }
-                std::mem::take(&mut pending).apply(&mut e)?;
-                if e.typeflag == 0 {
-                    e.typeflag = if e.name.ends_with(b"/") { b'5' } else { b'0' };
-                }
-                let has_body = !matches!(e.typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
-                let len = if has_body { e.size.max(0) as u64 } else { 0 };
-                let mut hasher = sum.entry(&e);
-                copy_body(input, len, &mut hasher)?;
-                sum.add(hasher);
+                let len = entry(input, h.entry, std::mem::take(&mut pending), &mut sum)?;
+                pad = crate::tar::padded(len) - len;
             }
         }
     }
     sum.finish(extra)
 }
 
-struct Header {
-    entry: Entry,
-    typeflag: u8,
-    size: i64,
+/// A global header as Go returns it: only its name, type and xattrs; its zero ModTime
+/// is year 1, which v0 hashes as -62135596800. mergePAX runs first, so a `path` record
+/// renames it.
+fn global_entry(header: Entry, records: &[(Vec<u8>, Vec<u8>)]) -> Entry {
+    let name = records
+        .iter()
+        .find(|(k, _)| k == b"path")
+        .map_or(header.name, |(_, v)| v.clone());
+    Entry {
+        name,
+        typeflag: b'g',
+        mtime: GO_ZERO_TIME,
+        xattrs: xattrs(records),
+        ..Entry::default()
+    }
+}
+
+/// Hashes an entry with the records before it applied; returns its body length.
+fn entry(input: &mut dyn Read, mut e: Entry, pending: Pending, sum: &mut TarSum) -> Result<u64> {
+    pending.apply(&mut e)?;
+    if e.typeflag == 0 {
+        e.typeflag = if e.name.ends_with(b"/") { b'5' } else { b'0' };
+    }
+    let len = body_len(e.typeflag, e.size)?;
+    let mut hasher = sum.entry(&e);
+    copy_body(input, len, &mut hasher)?;
+    sum.add(hasher);
+    Ok(len)
+}
+
+/// Go's `handleRegularFile`: header-only types have no body; a negative size is invalid.
+fn body_len(typeflag: u8, size: i64) -> Result<u64> {
+    if matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6') {
+        return Ok(0);
+    }
+    u64::try_from(size).ok().context(INVALID)
 }
 
 #[derive(Default)]
@@ -262,39 +278,40 @@ struct Pending {
 }
 
 impl Pending {
+    /// PAX records first, then GNU long names (which win, in Go's reader).
     fn apply(self, e: &mut Entry) -> Result<()> {
-        if let Some(n) = self.name {
+        if let Some(records) = &self.pax {
+            merge_pax(e, records)?;
+        }
+        // An empty long name or link changes nothing (Go tests for "").
+        if let Some(n) = self.name.filter(|n| !n.is_empty()) {
             e.name = n;
         }
-        if let Some(l) = self.link {
+        if let Some(l) = self.link.filter(|l| !l.is_empty()) {
             e.linkname = l;
         }
-        let Some(records) = self.pax else {
-            return Ok(());
-        };
-        for (k, v) in &records {
-            // Go 1.19's mergePAX skips records with empty values.
-            if v.is_empty() {
-                continue;
-            }
-            let num = || -> Result<i64> {
-                let text = std::str::from_utf8(v).context("bad PAX number")?;
-                let whole = text.split('.').next().unwrap_or(text);
-                whole.parse().context("bad PAX number")
-            };
-            match k.as_slice() {
-                b"path" => e.name = v.clone(),
-                b"linkpath" => e.linkname = v.clone(),
-                b"size" => e.size = num()?,
-                b"uid" => e.uid = num()?,
-                b"gid" => e.gid = num()?,
-                b"mtime" => e.mtime = num()?,
-                _ => {}
-            }
-        }
-        e.xattrs = xattrs(&records);
         Ok(())
     }
+}
+
+/// Go 1.19's `mergePAX` (records with empty values are skipped).
+fn merge_pax(e: &mut Entry, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    for (k, v) in records.iter().filter(|(_, v)| !v.is_empty()) {
+        match k.as_slice() {
+            b"path" => e.name = v.clone(),
+            b"linkpath" => e.linkname = v.clone(),
+            b"size" => e.size = go_tar::pax_int(v)?,
+            b"uid" => e.uid = go_tar::pax_int(v)?,
+            b"gid" => e.gid = go_tar::pax_int(v)?,
+            b"mtime" => e.mtime = go_tar::pax_time(v)?,
+            b"atime" | b"ctime" => {
+                go_tar::pax_time(v)?;
+            }
+            _ => {}
+        }
+    }
+    e.xattrs = xattrs(records);
+    Ok(())
 }
 
 fn xattrs(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -306,6 +323,15 @@ fn xattrs(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
                 .map(|k| (k.to_vec(), v.clone()))
         })
         .collect()
+}
+
+/// After a zero block: a second one, or the end of the input (Go's reader refuses
+/// anything else).
+fn end_of_archive(input: &mut dyn Read) -> Result<()> {
+    match read_block(input)? {
+        Some(b) if b.iter().any(|&x| x != 0) => bail!(INVALID),
+        _ => Ok(()),
+    }
 }
 
 fn read_block(input: &mut dyn Read) -> Result<Option<[u8; 512]>> {
@@ -325,16 +351,21 @@ fn read_block(input: &mut dyn Read) -> Result<Option<[u8; 512]>> {
     Ok(Some(block))
 }
 
-fn read_body(input: &mut dyn Read, len: u64) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(len as usize);
-    input.take(len).read_to_end(&mut buf)?;
+/// The body of a PAX or GNU long-name record, as Go's `readSpecialFile` reads it: at
+/// most [`MAX_RECORD`] bytes, grown as the bytes arrive (never allocated from `len`).
+fn read_special(input: &mut dyn Read, len: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    input.take(len.min(MAX_RECORD + 1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_RECORD {
+        bail!("archive/tar: header field too long");
+    }
     if (buf.len() as u64) < len {
         bail!("unexpected EOF");
     }
-    skip(input, crate::tar::padded(len) - len)?;
     Ok(buf)
 }
 
+/// Exactly `len` body bytes into the entry's hash.
 fn copy_body(input: &mut dyn Read, len: u64, hasher: &mut EntryHasher) -> Result<()> {
     let mut buf = vec![0u8; 1 << 16];
     let mut left = len;
@@ -347,100 +378,11 @@ fn copy_body(input: &mut dyn Read, len: u64, hasher: &mut EntryHasher) -> Result
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    skip(input, crate::tar::padded(len) - len)
-}
-
-fn skip(input: &mut dyn Read, n: u64) -> Result<()> {
-    let copied = std::io::copy(&mut input.take(n), &mut std::io::sink())?;
-    if copied < n {
-        bail!("unexpected EOF");
-    }
     Ok(())
 }
 
-fn nul_terminated(bytes: &[u8]) -> Vec<u8> {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    bytes[..end].to_vec()
-}
-
-/// A header block as Go's reader sees it (before PAX/GNU records are applied).
-fn parse(b: &[u8; 512]) -> Result<Header> {
-    if !checksum_ok(b) {
-        bail!("archive/tar: invalid tar header");
-    }
-    let num = |(at, len): (usize, usize)| -> Result<i64> {
-        parse_number(&b[at..at + len])
-            .map(|n| n as i64)
-            .context("archive/tar: invalid tar header")
-    };
-    let magic = &b[257..265];
-    let ustar = &magic[..6] == b"ustar\0";
-    let gnu = magic == b"ustar  \0";
-    let mut name = nul_terminated(&b[0..100]);
-    let typeflag = b[field::TYPE];
-    if ustar {
-        let prefix = nul_terminated(&b[345..500]);
-        if !prefix.is_empty() {
-            let mut full = prefix;
-            full.push(b'/');
-            full.extend_from_slice(&name);
-            name = full;
-        }
-    }
-    let (devmajor, devminor) = if ustar || gnu {
-        (num(field::DEVMAJOR)?, num(field::DEVMINOR)?)
-    } else {
-        (0, 0)
-    };
-    let size = num(field::SIZE)?;
-    Ok(Header {
-        entry: Entry {
-            name,
-            mode: num(field::MODE)?,
-            uid: num(field::UID)?,
-            gid: num(field::GID)?,
-            size,
-            mtime: num(field::MTIME)?,
-            typeflag,
-            linkname: nul_terminated(&b[157..257]),
-            devmajor,
-            devminor,
-            xattrs: Vec::new(),
-        },
-        typeflag,
-        size,
-    })
-}
-
-fn parse_pax(body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut records = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let space = rest
-            .iter()
-            .position(|&c| c == b' ')
-            .context("archive/tar: invalid tar header")?;
-        let len: usize = std::str::from_utf8(&rest[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .context("archive/tar: invalid tar header")?;
-        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            bail!("archive/tar: invalid tar header");
-        }
-        let record = &rest[space + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|&c| c == b'=')
-            .context("archive/tar: invalid tar header")?;
-        let (k, v) = (record[..eq].to_vec(), record[eq + 1..].to_vec());
-        match records
-            .iter_mut()
-            .find(|(key, _): &&mut (Vec<u8>, Vec<u8>)| *key == k)
-        {
-            Some(slot) => slot.1 = v,
-            None => records.push((k, v)),
-        }
-        rest = &rest[len..];
-    }
-    Ok(records)
+/// Skips `n` bytes of padding; false when the input ends first (Go's `tryReadFull`).
+fn skip_padding(input: &mut dyn Read, n: u64) -> Result<bool> {
+    let copied = std::io::copy(&mut input.take(n), &mut std::io::sink())?;
+    Ok(copied == n)
 }

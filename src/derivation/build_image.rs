@@ -35,57 +35,93 @@ struct Base {
     _spill: Option<tempfile::NamedTempFile>,
 }
 
-/// Runs the step: reads `.attrs.json`, writes `outputs.out`.
+/// Runs the step: reads `.attrs.json`, writes `outputs.out`; errors name the file.
 pub fn run() -> Result<()> {
     let started = std::time::Instant::now();
     let a = attrs::load()?;
-    let out = attrs::output(&a, "out")?;
-    let mtime = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(315_532_800);
-    let store_dir = attrs::string(&a, "storeDir").unwrap_or_else(|| "/nix/store".into());
-    let layer = PathBuf::from(attrs::string(&a, "layer").context("no layer")?);
-    let base = match attrs::string(&a, "fromImage") {
-        Some(p) => Some(load_base(Path::new(&p))?),
+    build(&a, started).with_context(|| attrs::attrs_file().display().to_string())
+}
+
+fn build(a: &Value, started: std::time::Instant) -> Result<()> {
+    let step = Step::from_attrs(a)?;
+    let base = match &step.from_image {
+        Some(p) => Some(load_base(p)?),
         None => None,
-    };
-    let graph = Graph::from_json(a["closure"].to_string().as_bytes(), None, &store_dir)
-        .context("layer closure")?;
-    let tag =
-        attrs::string(&a, "tag").unwrap_or_else(|| super::conf::hash_part(&out.to_string_lossy()));
-    let image_name = attrs::string(&a, "imageName").context("no imageName")?;
-    let base_json: Value = serde_json::from_slice(&std::fs::read(
-        attrs::string(&a, "baseJson").context("no baseJson")?,
-    )?)?;
-    let compressor = match attrs::string(&a, "compressor").as_deref() {
-        Some("none") => Compressor::None,
-        Some("zstd") => Compressor::Zstd,
-        _ => Compressor::Gz,
     };
     let work = tempfile::tempdir()?;
     let image = assemble(
-        &layer,
+        &step.layer,
         base.as_ref(),
-        &graph,
-        &base_json,
-        &image_name,
-        &tag,
-        mtime,
+        &step.graph,
+        &step.base_json,
+        &step.image_name,
+        &step.tag,
+        step.mtime,
         work.path(),
     )?;
-    write_atomically(&out, |file| {
+    write_atomically(&step.out, |file| {
         let mut input = std::fs::File::open(&image)?;
-        docker_archive::compress_file(&mut input, file, compressor)
+        docker_archive::compress_file(&mut input, file, step.compressor)
     })?;
     let from_base = base.as_ref().map_or(0, |b| b.layers.len());
     let detail = format!(
         "{} ({from_base} from the base image), {}",
         crate::log::count(from_base + 1, "layer"),
-        crate::log::file_size(&out)
+        crate::log::file_size(&step.out)
     );
-    crate::log::built(&out, &detail, started);
+    crate::log::built(&step.out, &detail, started);
     Ok(())
+}
+
+/// What the step's structured attributes ask for.
+struct Step {
+    out: PathBuf,
+    mtime: i64,
+    layer: PathBuf,
+    from_image: Option<PathBuf>,
+    graph: Graph,
+    tag: String,
+    image_name: String,
+    base_json: Value,
+    compressor: Compressor,
+}
+
+impl Step {
+    fn from_attrs(a: &Value) -> Result<Step> {
+        let out = attrs::output(a, "out")?;
+        let mtime = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(315_532_800);
+        let store_dir = attrs::string(a, "storeDir").unwrap_or_else(|| "/nix/store".into());
+        let layer = PathBuf::from(attrs::string(a, "layer").context("no layer")?);
+        let graph = Graph::from_json(a["closure"].to_string().as_bytes(), None, &store_dir)
+            .context("layer closure")?;
+        let tag = attrs::string(a, "tag")
+            .unwrap_or_else(|| super::conf::hash_part(&out.to_string_lossy()));
+        let image_name = attrs::string(a, "imageName").context("no imageName")?;
+        let base_json = attrs::string(a, "baseJson").context("no baseJson")?;
+        let base_json: Value = serde_json::from_slice(
+            &std::fs::read(&base_json).with_context(|| format!("{base_json}: cannot read"))?,
+        )
+        .with_context(|| format!("{base_json}: not JSON"))?;
+        let compressor = match attrs::string(a, "compressor").as_deref() {
+            Some("none") => Compressor::None,
+            Some("zstd") => Compressor::Zstd,
+            _ => Compressor::Gz,
+        };
+        Ok(Step {
+            out,
+            mtime,
+            layer,
+            from_image: attrs::string(a, "fromImage").map(PathBuf::from),
+            graph,
+            tag,
+            image_name,
+            base_json,
+            compressor,
+        })
+    }
 }
 
 fn key_of(name: &[u8]) -> Key {
@@ -116,16 +152,17 @@ fn ls_tar(members: &[Member]) -> Vec<Vec<u8>> {
 }
 
 fn load_base(path: &Path) -> Result<Base> {
-    let what = |m: &str| format!("base image {}: {m}", path.display());
+    read_base(path).with_context(|| format!("base image {}", path.display()))
+}
+
+fn read_base(path: &Path) -> Result<Base> {
     let (plain, spill) = plain_tar(path)?;
-    let members = reader::list(&plain).with_context(|| what("not a tar archive"))?;
-    let read = |n: &str| read_json(&plain, &members, n).with_context(|| what("bad metadata"));
-    let manifest = read("manifest.json").with_context(|| what("not a docker archive"))?;
+    let members = reader::list(&plain).context("not a tar archive")?;
+    let read = |n: &str| read_json(&plain, &members, n).context("bad metadata");
+    let manifest = read("manifest.json").context("not a docker archive")?;
     let first = &manifest[0];
-    let config_name = first["Config"]
-        .as_str()
-        .with_context(|| what("manifest has no Config"))?;
-    let layers = first["Layers"]
+    let config_name = first["Config"].as_str().context("manifest has no Config")?;
+    let layers: Vec<String> = first["Layers"]
         .as_array()
         .map(|l| {
             l.iter()
@@ -159,12 +196,17 @@ fn load_base(path: &Path) -> Result<Base> {
         }
         let item = base_item(m, &plain)?;
         if key.len() == 2 && key[1] == b"layer.tar" {
-            let (file, offset, size) = resolve_layer(&members, m, &plain)?;
-            let inner =
-                reader::list_range(&file, offset, size).with_context(|| what("bad layer"))?;
-            paths.extend(ls_tar(&inner));
+            paths.extend(ls_tar(&layer_members(&members, m, &plain)?));
         }
         files.insert(key, item);
+    }
+    for l in &layers {
+        if files
+            .get(&key_of(l.as_bytes()))
+            .is_none_or(|f: &Item| f.kind != kind::REG)
+        {
+            bail!("no layer {}", reader::shown(l.as_bytes()));
+        }
     }
     Ok(Base {
         files,
@@ -176,10 +218,21 @@ fn load_base(path: &Path) -> Result<Base> {
     })
 }
 
+/// The members of a base layer (`*/layer.tar`), errors naming it.
+fn layer_members(members: &[Member], m: &Member, file: &Path) -> Result<Vec<Member>> {
+    let (file, offset, size) = resolve_layer(members, m, file)?;
+    reader::list_range(&file, offset, size)
+        .with_context(|| format!("member {}", reader::shown(&m.info.name)))
+}
+
 /// A layer member's bytes: itself, or the member a symlink (skopeo's layout) points to.
 fn resolve_layer(members: &[Member], m: &Member, file: &Path) -> Result<(PathBuf, u64, u64)> {
     let name = String::from_utf8_lossy(&m.info.name).into_owned();
-    let t = resolve(members, &name).with_context(|| format!("layer {name}: dangling symlink"))?;
+    let t = resolve(members, &name)
+        .with_context(|| format!("member {}: dangling symlink", reader::shown(&m.info.name)))?;
+    if !reader::has_data(t.info.kind) {
+        bail!("member {}: not a file", reader::shown(&t.info.name));
+    }
     Ok((file.to_path_buf(), t.data_offset, t.info.size))
 }
 
@@ -205,8 +258,8 @@ fn base_item(m: &Member, file: &Path) -> Result<Item> {
             ..owned_dir(0)
         },
         other => bail!(
-            "base image member {:?} has unsupported type {:?}",
-            String::from_utf8_lossy(&m.info.name),
+            "member {} has unsupported type {:?}",
+            reader::shown(&m.info.name),
             other as char
         ),
     })
@@ -231,7 +284,8 @@ fn assemble(
     let layer_str = layer.to_string_lossy().into_owned();
     let pure = layer.join("layer.tar");
     let mut known: BTreeSet<Vec<u8>> = base.map(|b| b.paths.clone()).unwrap_or_default();
-    known.extend(ls_tar(&reader::list(&pure)?));
+    let pure_members = reader::list(&pure).with_context(|| format!("{}", pure.display()))?;
+    known.extend(ls_tar(&pure_members));
     let mut layer_files: BTreeSet<Vec<u8>> = BTreeSet::new();
     for node in &graph.nodes {
         collect_paths(Path::new(&node.path), &mut layer_files)?;
@@ -272,7 +326,7 @@ fn assemble(
     let layer_tar = work.join("layer.tar");
     let new_layer_sha = {
         // The bytes are hashed as they are written: the diff_id needs no second read.
-        let start = reader::data_end(&pure)?;
+        let start = reader::data_end(&pure).with_context(|| format!("{}", pure.display()))?;
         let file = std::io::BufWriter::new(std::fs::File::create(&layer_tar)?);
         let mut out = crate::image::hashing::HashingWriter::new(file);
         std::io::copy(
@@ -288,11 +342,19 @@ fn assemble(
         file.flush()?;
         digest
     };
-    let mut json: Map<String, Value> = serde_json::from_slice(&std::fs::read(layer.join("json"))?)?;
+    let json_file = layer.join("json");
+    let in_json_file = || format!("{}", json_file.display());
+    let mut json: Map<String, Value> =
+        serde_json::from_slice(&std::fs::read(&json_file).with_context(in_json_file)?)
+            .with_context(in_json_file)?;
     if let Some(b) = base.filter(|b| !b.parent.is_empty()) {
         json.insert("parent".into(), json!(b.parent));
     }
-    let layer_id = sha256_hex(jsonfmt::jshon(&Value::Object(json.clone())).as_bytes());
+    let layer_id = sha256_hex(
+        jsonfmt::jshon(&Value::Object(json.clone()))
+            .with_context(in_json_file)?
+            .as_bytes(),
+    );
     json.insert("id".into(), json!(layer_id));
     json.insert("Size".into(), json!(std::fs::metadata(&layer_tar)?.len()));
     let mut files: BTreeMap<Key, Item> = BTreeMap::new();
@@ -313,7 +375,7 @@ fn assemble(
     }
     let layer_dir = layer_id.as_bytes().to_vec();
     let json_path = work.join("json");
-    std::fs::write(&json_path, jsonfmt::jshon(&Value::Object(json)))?;
+    std::fs::write(&json_path, jsonfmt::jshon(&Value::Object(json))?)?;
     let version = work.join("VERSION");
     std::fs::write(&version, "1.0")?;
     for (name, path) in [
@@ -342,7 +404,7 @@ fn assemble(
     let manifest = jsonfmt::jq(
         &json!([{"RepoTags": [format!("{name}:{tag}")], "Layers": layers, "Config": config_name}]),
     );
-    let repositories = jsonfmt::jshon(&json!({ name: { tag: layer_id } }));
+    let repositories = jsonfmt::jshon(&json!({ name: { tag: layer_id } }))?;
     for (file, text) in [
         (config_name.as_str(), &image_json),
         ("manifest.json", &manifest),

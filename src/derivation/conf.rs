@@ -17,8 +17,9 @@ use std::collections::HashSet;
 pub fn run() -> Result<()> {
     let started = std::time::Instant::now();
     let attrs = attrs::load()?;
-    let out = attrs::output(&attrs, "out")?;
-    let mut conf = build(&attrs, &out.to_string_lossy())?;
+    let file = || attrs::attrs_file().display().to_string();
+    let out = attrs::output(&attrs, "out").with_context(file)?;
+    let mut conf = build(&attrs, &out.to_string_lossy()).with_context(file)?;
     let hashed = if attrs["precomputeDigests"].as_bool() == Some(false) {
         None
     } else {

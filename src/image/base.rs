@@ -26,66 +26,70 @@ pub fn load(path: &Path) -> Result<BaseImage> {
 }
 
 /// As [`load`], choosing the image whose RepoTags hold `repo_tag` when one is given.
+/// Errors name the archive (and the member, where one is at fault).
 pub fn load_tagged(path: &Path, repo_tag: Option<&str>) -> Result<BaseImage> {
+    read_image(path, repo_tag).with_context(|| format!("base image {}", path.display()))
+}
+
+fn read_image(path: &Path, repo_tag: Option<&str>) -> Result<BaseImage> {
     let (plain, spill) = plain_tar(path)?;
-    let members = reader::list(&plain).with_context(|| format!("base image {}", path.display()))?;
-    let what = |m: &str| format!("base image {}: {m}", path.display());
-    let manifest: Value = read_json(&plain, &members, "manifest.json")
-        .with_context(|| what("not a docker archive"))?;
+    let members = reader::list(&plain)?;
+    let manifest: Value =
+        read_json(&plain, &members, "manifest.json").context("not a docker archive")?;
     let entry = match repo_tag {
-        None => manifest
-            .get(0)
-            .with_context(|| what("manifest.json lists no image"))?,
+        None => manifest.get(0).context("manifest.json lists no image")?,
         Some(tag) => manifest
             .as_array()
             .and_then(|l| l.iter().find(|e| has_tag(e, tag)))
-            .with_context(|| what(&format!("no image tagged {tag}")))?,
+            .with_context(|| format!("no image tagged {tag}"))?,
     };
-    let config_name = entry["Config"]
-        .as_str()
-        .with_context(|| what("manifest has no Config"))?;
-    let image_json: Value =
-        read_json(&plain, &members, config_name).with_context(|| what("bad config"))?;
+    let config_name = entry["Config"].as_str().context("manifest has no Config")?;
+    let image_json: Value = read_json(&plain, &members, config_name).context("bad config")?;
     let names: Vec<&str> = entry["Layers"]
         .as_array()
-        .with_context(|| what("manifest has no Layers"))?
+        .context("manifest has no Layers")?
         .iter()
         .map(|v| v.as_str().unwrap_or_default())
         .collect();
     let diff_ids: Vec<&str> = image_json["rootfs"]["diff_ids"]
         .as_array()
-        .with_context(|| what("config has no rootfs.diff_ids"))?
+        .context("config has no rootfs.diff_ids")?
         .iter()
         .map(|v| v.as_str().unwrap_or_default())
         .collect();
     if names.len() != diff_ids.len() {
-        bail!(what(&format!(
-            "{} layers but {} diff_ids",
-            names.len(),
-            diff_ids.len()
-        )));
+        bail!("{} layers but {} diff_ids", names.len(), diff_ids.len());
     }
     let mut layers = Vec::new();
     for (name, diff_id) in names.iter().zip(diff_ids) {
-        let member = resolve(&members, name).with_context(|| what(&format!("no layer {name}")))?;
-        let mut header = member.info.clone();
-        header.name = name.as_bytes().to_vec();
-        layers.push(Layer {
-            diff_id: Some(diff_id.trim_start_matches("sha256:").to_string()),
-            size: member.info.size,
-            media_type: DOCKER_LAYER,
-            source: Source::FileRange {
-                path: plain.clone(),
-                offset: member.data_offset,
-            },
-            header,
-            history: vec![name.to_string()],
-        });
+        layers.push(base_layer(&plain, &members, name, diff_id)?);
     }
     Ok(BaseImage {
         layers,
         config: image_json.get("config").cloned().unwrap_or(Value::Null),
         _spill: spill,
+    })
+}
+
+/// The layer `name` of the archive `plain`: its member's bytes, copied as they are.
+fn base_layer(plain: &Path, members: &[Member], name: &str, diff_id: &str) -> Result<Layer> {
+    let shown = reader::shown(name.as_bytes());
+    let member = resolve(members, name).with_context(|| format!("no layer {shown}"))?;
+    if !reader::has_data(member.info.kind) {
+        bail!("member {shown}: not a file");
+    }
+    let mut header = member.info.clone();
+    header.name = name.as_bytes().to_vec();
+    Ok(Layer {
+        diff_id: Some(diff_id.trim_start_matches("sha256:").to_string()),
+        size: member.info.size,
+        media_type: DOCKER_LAYER,
+        source: Source::FileRange {
+            path: plain.to_path_buf(),
+            offset: member.data_offset,
+        },
+        header,
+        history: vec![name.to_string()],
     })
 }
 
@@ -135,9 +139,10 @@ fn normalize(path: &Path) -> String {
 
 /// The member `name` of the tar file at `file`, parsed as JSON.
 pub fn read_json(file: &Path, members: &[Member], name: &str) -> Result<Value> {
-    let m = reader::find(members, name).with_context(|| format!("no {name}"))?;
+    let shown = reader::shown(name.as_bytes());
+    let m = reader::find(members, name).with_context(|| format!("no {shown}"))?;
     serde_json::from_slice(&reader::read_member(file, m)?)
-        .with_context(|| format!("{name} is not JSON"))
+        .with_context(|| format!("{shown} is not JSON"))
 }
 
 /// How an archive or a layer blob is compressed, from its first bytes.
@@ -164,30 +169,21 @@ pub fn compression(magic: &[u8]) -> Compression {
 }
 
 /// The path of an uncompressed copy of the archive (itself when it is not compressed),
-/// and the temporary file that holds a decompressed copy.
+/// and the temporary file that holds a decompressed copy. Errors do not name `path`:
+/// callers say which input it is.
 pub fn plain_tar(path: &Path) -> Result<(PathBuf, Option<tempfile::NamedTempFile>)> {
-    let mut file = std::fs::File::open(path)
-        .with_context(|| format!("base image {}: cannot open", path.display()))?;
+    let mut file = std::fs::File::open(path).context("cannot open")?;
     let mut magic = [0u8; 6];
-    let n = file.read(&mut magic)?;
+    let n = file.read(&mut magic).context("cannot read")?;
     let magic = &magic[..n];
+    std::io::Seek::rewind(&mut file).context("cannot read")?;
     let decoder: Box<dyn Read> = match compression(magic) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(
-            path,
-        )?)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(std::fs::File::open(
-            path,
-        )?)?),
-        Compression::Unsupported => {
-            bail!(
-                "base image {}: bzip2/xz compression is not supported",
-                path.display()
-            )
-        }
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file)?),
+        Compression::Unsupported => bail!("bzip2/xz compression is not supported"),
         Compression::Plain => return Ok((path.to_path_buf(), None)),
     };
     let mut spill = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
-    std::io::copy(&mut { decoder }, spill.as_file_mut())
-        .with_context(|| format!("base image {}: cannot decompress", path.display()))?;
+    std::io::copy(&mut { decoder }, spill.as_file_mut()).context("cannot decompress")?;
     Ok((spill.path().to_path_buf(), Some(spill)))
 }

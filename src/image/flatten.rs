@@ -21,30 +21,44 @@ use std::path::{Path, PathBuf};
 
 type Key = Vec<Vec<u8>>;
 
-/// Writes the flattened root filesystem of `archive` (the image tagged `repo_tag`, or
-/// the first) to `out`, every entry with `mtime`.
-pub fn export(
-    archive: &Path,
-    repo_tag: Option<&str>,
-    mtime: i64,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let (mut tree, _spills) = flatten(archive, repo_tag)?;
-    let root = tree.remove(&Vec::new()).unwrap_or_else(|| dir_item(0o755));
-    let mut items = vec![Item {
-        name: b"./".to_vec(),
-        ..root
-    }];
-    for (key, item) in tree {
-        let mut name = b"./".to_vec();
-        name.extend(key.join(&b'/'));
-        if item.kind == kind::DIR {
-            name.push(b'/');
+/// An image's flattened root filesystem, read and checked, ready to be written.
+pub struct Flat {
+    tree: BTreeMap<Key, Item>,
+    /// Decompressed copies the entries' contents are read from.
+    _spills: Vec<tempfile::NamedTempFile>,
+}
+
+/// Reads the root filesystem of `archive` (the image tagged `repo_tag`, or the first).
+pub fn load(archive: &Path, repo_tag: Option<&str>) -> Result<Flat> {
+    let (tree, spills) = flatten(archive, repo_tag)?;
+    Ok(Flat {
+        tree,
+        _spills: spills,
+    })
+}
+
+impl Flat {
+    /// Writes the root filesystem as one tar to `out`, every entry with `mtime`.
+    pub fn write(mut self, mtime: i64, out: &mut dyn Write) -> Result<()> {
+        let root = self
+            .tree
+            .remove(&Vec::new())
+            .unwrap_or_else(|| dir_item(0o755));
+        let mut items = vec![Item {
+            name: b"./".to_vec(),
+            ..root
+        }];
+        for (key, item) in std::mem::take(&mut self.tree) {
+            let mut name = b"./".to_vec();
+            name.extend(key.join(&b'/'));
+            if item.kind == kind::DIR {
+                name.push(b'/');
+            }
+            items.push(Item { name, ..item });
         }
-        items.push(Item { name, ..item });
+        gnu::write_items(&items, mtime, out)?;
+        Ok(())
     }
-    gnu::write_items(&items, mtime, out)?;
-    Ok(())
 }
 
 /// The image's root filesystem: every path (as components) to its entry; keep the
@@ -60,17 +74,18 @@ pub fn flatten(
         let Source::FileRange { path, offset } = &layer.source else {
             continue;
         };
-        let (file, start, len, spill) = layer_tar(path, *offset, layer.size)?;
-        spills.extend(spill);
-        let members = reader::list_range(&file, start, len).with_context(|| {
+        let in_layer = || {
             format!(
-                "{}: layer {}",
+                "base image {}: member {}",
                 archive.display(),
-                String::from_utf8_lossy(&layer.header.name)
+                reader::shown(&layer.header.name)
             )
-        })?;
-        apply_layer(&mut tree, &members, &file)
-            .with_context(|| format!("{}", archive.display()))?;
+        };
+        let (file, start, len, spill) =
+            layer_tar(path, *offset, layer.size).with_context(in_layer)?;
+        spills.extend(spill);
+        let members = reader::list_range(&file, start, len).with_context(in_layer)?;
+        apply_layer(&mut tree, &members, &file).with_context(in_layer)?;
     }
     spills.extend(image.into_spill());
     Ok((tree, spills))
@@ -79,22 +94,34 @@ pub fn flatten(
 /// Writes the image's root filesystem into `dest` (owners set with chown, so under
 /// fakeroot they are recorded); directories get their modes last.
 pub fn unpack(archive: &Path, repo_tag: Option<&str>, dest: &Path) -> Result<()> {
-    use std::os::unix::fs::{lchown, PermissionsExt};
     let (tree, _spills) = flatten(archive, repo_tag)?;
+    write_tree(&tree, dest).with_context(|| {
+        format!(
+            "base image {}: cannot unpack into {}",
+            archive.display(),
+            dest.display()
+        )
+    })
+}
+
+fn write_tree(tree: &BTreeMap<Key, Item>, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::{lchown, PermissionsExt};
     std::fs::create_dir_all(dest)?;
     let mut dirs = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
-    for (key, item) in &tree {
+    for (key, item) in tree {
         let path = key.iter().fold(dest.to_path_buf(), |p, c| {
             p.join(std::ffi::OsStr::from_bytes(c))
         });
         match item.kind {
             kind::DIR => {
-                std::fs::create_dir_all(&path)?;
+                std::fs::create_dir_all(&path)
+                    .with_context(|| format!("{}: cannot create", path.display()))?;
                 dirs.push((path.clone(), item.mode));
             }
             kind::SYMLINK => {
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&item.link), &path)?
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&item.link), &path)
+                    .with_context(|| format!("{}: cannot create", path.display()))?
             }
             kind::FIFO => {
                 let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
@@ -134,10 +161,11 @@ fn layer_tar(
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
     let n = std::fs::File::open(path)?.read_at(&mut magic, offset)?;
+    let n = n.min(size as usize);
     if base::compression(&magic[..n]) == base::Compression::Plain {
         return Ok((path.to_path_buf(), offset, size, None));
     }
-    let mut blob = tempfile::NamedTempFile::new()?;
+    let mut blob = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
     let mut buf = vec![0u8; 1 << 20];
     crate::tar::io::copy_range(path, offset, size, blob.as_file_mut(), &mut buf)?;
     let (plain, spill) = base::plain_tar(blob.path())?;
@@ -149,14 +177,22 @@ fn dir_item(mode: u32) -> Item {
     Item::root_owned(kind::DIR, mode)
 }
 
-/// Member name to path components: `./`, `/` and empty parts dropped, `..` refused.
+/// The longest path (and symlink target) Linux takes, without its NUL.
+const PATH_MAX: usize = 4095;
+
+/// Member name to path components: `./`, `/` and empty parts dropped; `..` and names
+/// no file system holds (a component over 255 bytes, a path over 4095) refused.
 fn key_of(name: &[u8]) -> Result<Key> {
     let key = reader::components(name);
+    let shown = || String::from_utf8_lossy(name).into_owned();
     if key.iter().any(|p| p == b"..") {
-        bail!(
-            "member {:?} has a '..' component",
-            String::from_utf8_lossy(name)
-        );
+        bail!("member {:?} has a '..' component", shown());
+    }
+    if key.iter().any(|p| p.len() > 255) {
+        bail!("member {:?} has a component over 255 bytes", shown());
+    }
+    if name.len() > PATH_MAX {
+        bail!("member {:?} has a name over {PATH_MAX} bytes", shown());
     }
     Ok(key)
 }
@@ -196,6 +232,9 @@ fn apply_layer(tree: &mut BTreeMap<Key, Item>, members: &[Member], file: &Path) 
         let key = key_of(&m.info.name)?;
         if key.last().is_some_and(|b| b.starts_with(b".wh.")) {
             continue;
+        }
+        if key.is_empty() && m.info.kind != kind::DIR {
+            bail!("member {name:?} would replace the root directory");
         }
         for depth in 1..key.len() {
             match tree.get(&key[..depth]) {
@@ -241,6 +280,10 @@ fn item_of(tree: &BTreeMap<Key, Item>, m: &Member, file: &Path, name: &str) -> R
             item.content = Content::Range(file.to_path_buf(), m.data_offset);
         }
         kind::DIR | kind::FIFO => {}
+        kind::SYMLINK if i.linkname.is_empty() => bail!("member {name:?} is a symlink to nothing"),
+        kind::SYMLINK if i.linkname.len() > PATH_MAX => {
+            bail!("member {name:?} is a symlink to a target over {PATH_MAX} bytes")
+        }
         kind::SYMLINK => item.link = i.linkname.clone(),
         b'1' => {
             let target = key_of(&i.linkname)?;

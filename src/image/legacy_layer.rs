@@ -22,11 +22,7 @@ pub fn write(
     mtime: i64,
     out: &Path,
 ) -> Result<()> {
-    let mut json: serde_json::Map<String, Value> = serde_json::from_slice(
-        &std::fs::read(base_json)
-            .with_context(|| format!("{}: cannot read", base_json.display()))?,
-    )
-    .with_context(|| format!("{}: not a JSON object", base_json.display()))?;
+    let mut json = read_base_json(base_json)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let opts = GnuOptions {
         mtime,
@@ -42,7 +38,20 @@ pub fn write(
         w.flush().context("cannot write layer")
     })?;
     json.insert("checksum".into(), Value::String(sum.finish(None)?));
-    std::fs::write(out.join("json"), jsonfmt::jshon(&Value::Object(json)))?;
+    let text =
+        jsonfmt::jshon(&Value::Object(json)).with_context(|| format!("{}", base_json.display()))?;
+    std::fs::write(out.join("json"), text)?;
     std::fs::write(out.join("VERSION"), "1.0")?;
     Ok(())
+}
+
+/// The base json as a JSON object, checked to be one jshon can print (before anything
+/// is written).
+fn read_base_json(path: &Path) -> Result<serde_json::Map<String, Value>> {
+    let what = || format!("{}", path.display());
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", what()))?;
+    let json: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not a JSON object", what()))?;
+    jsonfmt::jshon(&Value::Object(json.clone())).with_context(what)?;
+    Ok(json)
 }

@@ -46,30 +46,29 @@ pub fn merge(
     let mut repositories = Vec::new();
     let mut unpacked = Vec::new();
     for input in inputs {
+        let in_input = || format!("{}", input.display());
         compressor = compression_of(input)?;
-        let (plain, spill) = plain_tar(input)?;
-        let members = reader::list(&plain).with_context(|| format!("{}", input.display()))?;
+        let (plain, spill) = plain_tar(input).with_context(in_input)?;
+        let members = reader::list(&plain).with_context(in_input)?;
         for (name, list) in [
             ("manifest.json", &mut manifests),
             ("repositories", &mut repositories),
         ] {
             if reader::find(&members, name).is_some() {
-                list.push(
-                    read_json(&plain, &members, name)
-                        .with_context(|| format!("{}", input.display()))?,
-                );
+                list.push(read_json(&plain, &members, name).with_context(in_input)?);
             }
         }
         let base = input
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
-        unpacked.push((base, plain, members, spill));
+        unpacked.push((base, input, plain, members, spill));
     }
     unpacked.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tree: BTreeMap<Key, Item> = BTreeMap::new();
-    for (_, plain, members, _) in &unpacked {
-        add_members(&mut tree, members, plain, umask)?;
+    for (_, input, plain, members, _) in &unpacked {
+        add_members(&mut tree, members, plain, umask)
+            .with_context(|| format!("{}", input.display()))?;
     }
     let mut extra = vec![
         (b"manifest.json".to_vec(), jq_add(&manifests)),
@@ -123,9 +122,7 @@ fn jq_add(docs: &[Value]) -> String {
             (_, d) => d.clone(),
         };
     }
-    let mut text = serde_json::to_string_pretty(&acc).expect("JSON");
-    text.push('\n');
-    text
+    super::jsonfmt::jq(&acc)
 }
 
 fn owned(kind: u8, mode: u32) -> Item {
@@ -150,7 +147,7 @@ fn add_members(
 ) -> Result<()> {
     let mut this: BTreeMap<Key, Item> = BTreeMap::new();
     for m in members {
-        let name = String::from_utf8_lossy(&m.info.name).into_owned();
+        let name = reader::shown(&m.info.name);
         let key: Key = reader::components(&m.info.name);
         if key.is_empty() || key.iter().any(|p| p == b"..") {
             continue;
@@ -178,9 +175,9 @@ fn add_members(
                 let target: Key = reader::components(&m.info.linkname);
                 this.get(&target)
                     .cloned()
-                    .with_context(|| format!("member {name:?} links to a missing file"))?
+                    .with_context(|| format!("member {name} links to a missing file"))?
             }
-            other => bail!("member {name:?} has unsupported type {:?}", other as char),
+            other => bail!("member {name} has unsupported type {:?}", other as char),
         };
         this.insert(key, item);
     }

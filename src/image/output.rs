@@ -23,8 +23,10 @@ pub fn write_atomically(
         .tempfile_in(dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
     write(tmp.as_file()).with_context(|| format!("{}", path.display()))?;
+    // The error would keep the temporary file alive (main exits without dropping it).
     let file = tmp
         .persist(path)
+        .map_err(|e| e.error)
         .with_context(|| format!("{}: cannot rename into place", path.display()))?;
     let mut perms = file.metadata()?.permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);

@@ -98,6 +98,10 @@ fn digits(s: &str, n: usize) -> Option<i64> {
 }
 
 fn parse(text: &str) -> Option<Time> {
+    // Byte offsets below assume ASCII, as ISO 8601 is.
+    if !text.is_ascii() {
+        return None;
+    }
     let date = text.get(..10)?;
     let (y, m, d) = (
         digits(&date[..4], 4)?,

@@ -176,7 +176,8 @@ fn group_layers(graph: &Graph, split: &Split) -> Vec<Vec<usize>> {
             frozenset_hash(&items)
         })
         .collect();
-    let mut layers: Vec<(u64, Vec<usize>)> = set_order(&hashes)
+    // Python's sizes are unbounded integers: no narSize sum can overflow here.
+    let mut layers: Vec<(u128, Vec<usize>)> = set_order(&hashes)
         .into_iter()
         .map(|k| {
             let mut nodes = groups.remove(&ids[k]).expect("group");
@@ -184,7 +185,7 @@ fn group_layers(graph: &Graph, split: &Split) -> Vec<Vec<usize>> {
             let closure = graph.reach(&nodes, &|i| &graph.nodes[i].references);
             let size = (0..graph.len())
                 .filter(|&i| closure[i])
-                .map(|i| graph.nodes[i].nar_size)
+                .map(|i| graph.nodes[i].nar_size as u128)
                 .sum();
             (size, nodes)
         })
