@@ -22,6 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 type Key = Vec<Vec<u8>>;
+type Files = BTreeMap<Key, Item>;
 
 /// A base image, unpacked in memory.
 struct Base {
@@ -180,26 +181,7 @@ fn read_base(path: &Path) -> Result<Base> {
         .strip_suffix(".json")
         .unwrap_or(config_name)
         .to_string();
-    let mut files = BTreeMap::new();
-    let mut paths = BTreeSet::new();
-    for m in &members {
-        let key = key_of(&m.info.name);
-        if key.is_empty()
-            || (key.len() == 1 && (key[0].ends_with(b".json") || key[0] == b"repositories"))
-        {
-            continue;
-        }
-        for depth in 1..key.len() {
-            files
-                .entry(key[..depth].to_vec())
-                .or_insert_with(|| owned_dir(0o755));
-        }
-        let item = base_item(m, &plain)?;
-        if key.len() == 2 && key[1] == b"layer.tar" {
-            paths.extend(ls_tar(&layer_members(&members, m, &plain)?));
-        }
-        files.insert(key, item);
-    }
+    let (files, paths) = base_files(&members, &plain)?;
     for l in &layers {
         if files
             .get(&key_of(l.as_bytes()))
@@ -216,6 +198,32 @@ fn read_base(path: &Path) -> Result<Base> {
         paths,
         _spill: spill,
     })
+}
+
+/// The base's files as `tar -xp` leaves them (metadata files left out), and every path
+/// of its layers.
+fn base_files(members: &[Member], plain: &Path) -> Result<(Files, BTreeSet<Vec<u8>>)> {
+    let mut files = BTreeMap::new();
+    let mut paths = BTreeSet::new();
+    for m in members {
+        let key = key_of(&m.info.name);
+        if key.is_empty()
+            || (key.len() == 1 && (key[0].ends_with(b".json") || key[0] == b"repositories"))
+        {
+            continue;
+        }
+        for depth in 1..key.len() {
+            files
+                .entry(key[..depth].to_vec())
+                .or_insert_with(|| owned_dir(0o755));
+        }
+        let item = base_item(m, plain)?;
+        if key.len() == 2 && key[1] == b"layer.tar" {
+            paths.extend(ls_tar(&layer_members(members, m, plain)?));
+        }
+        files.insert(key, item);
+    }
+    Ok((files, paths))
 }
 
 /// The members of a base layer (`*/layer.tar`), errors naming it.

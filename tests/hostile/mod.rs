@@ -8,7 +8,7 @@ pub mod seeds;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The address-space limit of every run: a declared size must never become memory.
@@ -79,23 +79,28 @@ pub fn run_limited(
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break (status, false);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let (status, timed_out) = wait(&mut child, timeout);
     Outcome {
         code: status.code(),
         signal: status.signal(),
         timed_out,
         stdout: std::fs::read(&out_path).unwrap_or_default(),
         stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned(),
+    }
+}
+
+/// Waits for `child`, killing it after `timeout`; whether it was killed.
+fn wait(child: &mut std::process::Child, timeout: Duration) -> (ExitStatus, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, false);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return (child.wait().unwrap(), true);
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

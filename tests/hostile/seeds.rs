@@ -90,16 +90,7 @@ fn make(dir: &Path) -> Seeds {
     );
     let nix_graph = write_json(&dir.join("nix-graph.json"), &nix_graph(40));
     let base_json = write_json(&dir.join("base.json"), &base_json());
-    let content = dir.join("content");
-    contents(&content);
-    let image_layer = dir.join("image-layer");
-    run(stevedore()
-        .arg("image-layer")
-        .arg(&content)
-        .arg("-o")
-        .arg(&image_layer)
-        .arg("--base-json")
-        .arg(&base_json));
+    let (content, image_layer) = image_layer(dir, &base_json);
     Seeds {
         dir: dir.to_path_buf(),
         store_dir,
@@ -178,6 +169,21 @@ impl Seeds {
             &self.zst,
         ]
     }
+}
+
+/// A directory to archive and its `image-layer` output.
+fn image_layer(dir: &Path, base_json: &Path) -> (PathBuf, PathBuf) {
+    let content = dir.join("content");
+    contents(&content);
+    let out = dir.join("image-layer");
+    run(stevedore()
+        .arg("image-layer")
+        .arg(&content)
+        .arg("-o")
+        .arg(&out)
+        .arg("--base-json")
+        .arg(base_json));
+    (content, out)
 }
 
 /// Runs `cmd`, panicking unless it succeeds.
@@ -303,77 +309,52 @@ fn gnu_layers(dir: &Path, custom: &Path) -> Vec<PathBuf> {
     std::fs::write(upper.join("usr/.wh..wh..opq"), "").unwrap();
     std::fs::write(upper.join(".wh.ünï"), "").unwrap();
     std::fs::write(upper.join("usr/new"), "new").unwrap();
-    let mut out = Vec::new();
-    for (name, src, format) in [
+    let mut out: Vec<PathBuf> = [
         ("gnu", &tree, "gnu"),
         ("pax", &tree, "pax"),
         ("upper", &upper, "ustar"),
         ("v7", &upper, "v7"),
-    ] {
-        let tar = dir.join(format!("layer-{name}.tar"));
-        let mut cmd = Command::new("tar");
-        cmd.args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@1",
-            "--format",
-            format,
-        ]);
-        if format == "pax" {
-            cmd.arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime");
-        }
-        let ok = cmd
-            .arg("-cf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(src)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success();
-        // ustar and v7 cannot hold every name of the tree; whatever tar wrote is a seed.
-        if ok || tar.exists() {
-            out.push(tar);
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(name, src, format)| gnu_tar(src, format, &dir.join(format!("layer-{name}.tar"))))
+    .collect();
     out.push(custom.join("layer.tar"));
     out
+}
+
+/// GNU tar's archive of `src` in `format` at `tar`, if it wrote one (ustar and v7 cannot
+/// hold every name; whatever tar wrote is a seed).
+fn gnu_tar(src: &Path, format: &str, tar: &Path) -> Option<PathBuf> {
+    let mut cmd = Command::new("tar");
+    cmd.args([
+        "--sort=name",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--mtime=@1",
+        "--format",
+        format,
+    ]);
+    if format == "pax" {
+        cmd.arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime");
+    }
+    let ok = cmd
+        .arg("-cf")
+        .arg(tar)
+        .arg("-C")
+        .arg(src)
+        .arg(".")
+        .status()
+        .unwrap();
+    (ok.success() || tar.exists()).then(|| tar.to_path_buf())
 }
 
 /// A docker archive of `layers` put together by hand and archived by GNU tar in PAX
 /// format (one layer directory has a name over 100 bytes).
 fn assemble(dir: &Path, layers: &[PathBuf]) -> PathBuf {
     let root = dir.join("assembled");
-    std::fs::create_dir_all(&root).unwrap();
-    let mut names = Vec::new();
-    let mut diff_ids = Vec::new();
-    for (i, layer) in layers.iter().enumerate() {
-        let bytes = std::fs::read(layer).unwrap();
-        let digest = hex::encode(sha2::Sha256::digest(&bytes));
-        let sub = if i == 0 {
-            "x".repeat(110)
-        } else {
-            digest.clone()
-        };
-        std::fs::create_dir_all(root.join(&sub)).unwrap();
-        std::fs::write(root.join(&sub).join("layer.tar"), &bytes).unwrap();
-        names.push(format!("{sub}/layer.tar"));
-        diff_ids.push(format!("sha256:{digest}"));
-    }
-    let config = json!({
-        "architecture": "amd64",
-        "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["/usr/bin/tool"]},
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [],
-    });
-    let config_text = serde_json::to_vec(&config).unwrap();
-    let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&config_text)));
-    std::fs::write(root.join(&config_name), &config_text).unwrap();
-    let manifest = json!([{"Config": config_name, "RepoTags": ["gnu:seed"], "Layers": names}]);
-    std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
+    let (names, diff_ids) = layer_dirs(&root, layers);
+    let config_name = image_files(&root, &names, &diff_ids);
     let out = dir.join("assembled.tar");
     let mut cmd = Command::new("tar");
     cmd.args([
@@ -395,6 +376,44 @@ fn assemble(dir: &Path, layers: &[PathBuf]) -> PathBuf {
     }
     run(&mut cmd);
     out
+}
+
+/// Each layer as `<dir>/layer.tar` under `root` (the first directory's name over 100
+/// bytes); their member names and diff_ids.
+fn layer_dirs(root: &Path, layers: &[PathBuf]) -> (Vec<String>, Vec<String>) {
+    let mut names = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let bytes = std::fs::read(layer).unwrap();
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        let sub = if i == 0 {
+            "x".repeat(110)
+        } else {
+            digest.clone()
+        };
+        std::fs::create_dir_all(root.join(&sub)).unwrap();
+        std::fs::write(root.join(&sub).join("layer.tar"), &bytes).unwrap();
+        names.push(format!("{sub}/layer.tar"));
+        diff_ids.push(format!("sha256:{digest}"));
+    }
+    (names, diff_ids)
+}
+
+/// The image config and `manifest.json` under `root`; the config's name.
+fn image_files(root: &Path, names: &[String], diff_ids: &[String]) -> String {
+    let config = json!({
+        "architecture": "amd64",
+        "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["/usr/bin/tool"]},
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [],
+    });
+    let config_text = serde_json::to_vec(&config).unwrap();
+    let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&config_text)));
+    std::fs::write(root.join(&config_name), &config_text).unwrap();
+    let manifest = json!([{"Config": config_name, "RepoTags": ["gnu:seed"], "Layers": names}]);
+    std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
+    config_name
 }
 
 /// The closure graph of the fake store, shaped as Nix's `exportReferencesGraph`.
