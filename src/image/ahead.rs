@@ -21,6 +21,8 @@ const BUDGET: u64 = 32 << 20;
 const CHUNK: usize = 1 << 20;
 /// What an open file range counts against the budget (bounds open descriptors).
 const FILE_COST: u64 = 64 << 10;
+/// Written chunks kept for reuse (fresh ones cost page faults).
+const SPARE_CHUNKS: usize = 48;
 
 /// Writes a layer's bytes (exactly `layer.size` of them) to `out`.
 pub fn emit(layer: &Layer, out: &mut dyn Sink) -> Result<()> {
@@ -118,15 +120,15 @@ impl Segment {
     }
 
     /// Writes the segment to `out`.
-    pub fn write_to(self, out: &mut dyn Sink) -> Result<()> {
+    pub fn write_to(&self, out: &mut dyn Sink) -> Result<()> {
         match self {
-            Segment::Bytes(b) => out.write_all(&b),
+            Segment::Bytes(b) => out.write_all(b),
             Segment::File {
                 file,
                 path,
                 offset,
                 len,
-            } => out.copy_from(&file, &path, offset, len),
+            } => out.copy_from(file, path, *offset, *len),
         }
     }
 }
@@ -154,6 +156,7 @@ pub struct Gathered<'a> {
     next: AtomicUsize,
     state: Mutex<GatherState>,
     changed: Condvar,
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 impl<'a> Gathered<'a> {
@@ -167,6 +170,7 @@ impl<'a> Gathered<'a> {
             next: AtomicUsize::new(0),
             state: Mutex::new(state),
             changed: Condvar::new(),
+            spare: Mutex::default(),
         }
     }
 
@@ -194,7 +198,7 @@ impl<'a> Gathered<'a> {
 
     /// Hands layer `i`'s segments to `each` in order, as they are gathered; layers must
     /// be taken in order.
-    pub fn drain(&self, i: usize, mut each: impl FnMut(Segment) -> Result<()>) -> Result<()> {
+    pub fn drain(&self, i: usize, mut each: impl FnMut(&Segment) -> Result<()>) -> Result<()> {
         {
             let mut st = self.state.lock().expect("gather");
             st.current = i;
@@ -217,7 +221,8 @@ impl<'a> Gathered<'a> {
             match segment {
                 Some(s) => {
                     drop(st);
-                    each(s)?;
+                    each(&s)?;
+                    self.recycle(s);
                 }
                 None => return st.queues[i].error.take().map_or(Ok(()), Err),
             }
@@ -247,6 +252,23 @@ impl<'a> Gathered<'a> {
         self.state.lock().expect("gather").stopped = true;
         self.changed.notify_all();
     }
+
+    /// Keeps a written chunk's memory for the next one.
+    fn recycle(&self, segment: Segment) {
+        if let Segment::Bytes(mut chunk) = segment {
+            let mut spare = self.spare.lock().expect("spare");
+            if spare.len() < SPARE_CHUNKS && chunk.capacity() == CHUNK {
+                chunk.clear();
+                spare.push(chunk);
+            }
+        }
+    }
+
+    /// An empty chunk of `CHUNK` bytes' capacity, reused if one is spare.
+    fn fresh_chunk(&self) -> Vec<u8> {
+        let reused = self.spare.lock().expect("spare").pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
 }
 
 /// The sink a worker writes one layer into: bytes cut into chunks, long file ranges
@@ -272,7 +294,7 @@ impl GatherSink<'_, '_> {
             self.push_chunk()?;
         }
         if self.chunk.capacity() == 0 {
-            self.chunk.reserve_exact(CHUNK.max(n));
+            self.chunk = self.gathered.fresh_chunk();
         }
         Ok(())
     }

@@ -20,6 +20,9 @@ use std::path::Path;
 /// Ranges at least this long go through the kernel's zero-copy paths; shorter ones are
 /// read into the output buffer, which costs less than a flush and a system call each.
 pub const ZERO_COPY_MIN: u64 = 64 << 10;
+/// The pipe buffer asked for when the output is a pipe (Linux's default limit for
+/// unprivileged processes, /proc/sys/fs/pipe-max-size).
+const PIPE_SIZE: libc::c_int = 1 << 20;
 /// Output buffered before a write system call.
 const BUFFER: usize = 1 << 20;
 
@@ -80,7 +83,8 @@ fn read_chunks(
     Ok(())
 }
 
-/// Reads `len` bytes of `file` at `offset` onto the end of `pending`.
+/// Reads `len` bytes of `file` at `offset` onto the end of `pending`, straight into its
+/// spare capacity (zeroing it first was a measurable share of streaming small files).
 pub fn read_onto(
     pending: &mut Vec<u8>,
     file: &File,
@@ -88,21 +92,37 @@ pub fn read_onto(
     offset: u64,
     len: u64,
 ) -> Result<()> {
-    let start = pending.len();
-    pending.resize(start + len as usize, 0);
+    let len = len as usize;
+    pending.reserve(len);
     let mut done = 0usize;
-    while done < len as usize {
-        let got = file
-            .read_at(&mut pending[start + done..], offset + done as u64)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
+    while done < len {
+        let spare = &mut pending.spare_capacity_mut()[..len - done];
+        // SAFETY: pread writes at most `spare.len()` bytes into spare capacity of
+        // `pending`, and `set_len` below covers only the bytes it wrote.
+        let got = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).with_context(|| format!("{}: cannot read", path.display()));
+        }
         if got == 0 {
-            pending.truncate(start);
             bail!(
                 "{}: shorter than expected (changed while archived?)",
                 path.display()
             );
         }
-        done += got;
+        // SAFETY: the `got` bytes after the current length were just written by pread.
+        unsafe { pending.set_len(pending.len() + got as usize) };
+        done += got as usize;
     }
     Ok(())
 }
@@ -142,9 +162,13 @@ impl<O: Output> Buffered<O> {
 
 impl<'a> FdSink<'a> {
     /// A sink writing to `out` (which it does not close).
+    /// A pipe is grown to `PIPE_SIZE` (if the system allows): the reader then wakes up
+    /// once a megabyte instead of once every 64 KiB, which halves the cost of the pipe.
     pub fn stream(out: &'a impl AsRawFd) -> Self {
+        let fd = out.as_raw_fd();
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
         Buffered::new(Stream {
-            fd: out.as_raw_fd(),
+            fd,
             _out: std::marker::PhantomData,
         })
     }

@@ -60,18 +60,23 @@ pub fn store_path_entries(path: &Path) -> Result<Vec<Entry>> {
 }
 
 fn walk_dir(dir: &Path, out: &mut Vec<Entry>) -> Result<()> {
-    let mut names: Vec<OsString> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read directory", dir.display()))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("{}: cannot read directory", dir.display()))?;
-    names.sort_by(|a, b| compare_names(a.as_bytes(), b.as_bytes()));
-    for name in names {
+    let read = || format!("{}: cannot read directory", dir.display());
+    let mut children: Vec<(OsString, std::fs::Metadata)> = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(read)? {
+        let e = e.with_context(read)?;
+        // Stat relative to the open directory (no lookup of the whole path again);
+        // like lstat, this does not follow symlinks.
+        let meta = e
+            .metadata()
+            .with_context(|| format!("{}: cannot stat", e.path().display()))?;
+        children.push((e.file_name(), meta));
+    }
+    children.sort_by(|a, b| compare_names(a.0.as_bytes(), b.0.as_bytes()));
+    for (name, meta) in children {
         let path = dir.join(&name);
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("{}: cannot stat", path.display()))?;
+        let is_dir = meta.is_dir();
         out.push(entry(path.clone(), &meta)?);
-        if meta.is_dir() {
+        if is_dir {
             walk_dir(&path, out)?;
         }
     }
