@@ -22,7 +22,7 @@ const CHUNK: usize = 1 << 20;
 /// What an open file range counts against the budget (bounds open descriptors).
 const FILE_COST: u64 = 64 << 10;
 /// Written chunks kept for reuse (fresh ones cost page faults).
-const SPARE_CHUNKS: usize = 48;
+const SPARE_CHUNKS: usize = 16;
 
 /// Writes a layer's bytes (exactly `layer.size` of them) to `out`.
 pub fn emit(layer: &Layer, out: &mut dyn Sink) -> Result<()> {
