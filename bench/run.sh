@@ -38,7 +38,7 @@ mkdir -p "$dir/cust-src/etc" "$dir/cust-src/tmp" "$dir/cust-src/root"
 printf 'root:x:0:0::/root:/bin/sh\n' >"$dir/cust-src/etc/passwd"
 printf 'root:x:0:\n' >"$dir/cust-src/etc/group"
 ln -s "$(ls -d "$store"/*-bench-env)/pkgs" "$dir/cust-src/pkgs"
-"$stevedore" customisation-layer "$dir/cust-src" -o "$dir/cust"
+"$stevedore" customisation-layer "$dir/cust-src" -o "$dir/cust" 2>/dev/null
 
 python3 - "$dir" "$store" <<'EOF'
 import json, sys
@@ -73,7 +73,7 @@ for _ in $(seq "$runs"); do
     rm -f "$dir/out.tar"
     sync
     wait_quiet
-    /usr/bin/time -f '%e %M' -o "$dir/time.out" "$stevedore" build-layered "$dir/conf.json" -o "$dir/out.tar"
+    /usr/bin/time -f '%e %M' -o "$dir/time.out" "$stevedore" build-layered "$dir/conf.json" -o "$dir/out.tar" 2>/dev/null
     read -r t rss <"$dir/time.out"
     s_times+=("$t") s_rss+=("$rss")
 done
