@@ -249,9 +249,7 @@ fn run(cli: Cli) -> Result<()> {
             repo_tag,
             verify,
         } => {
-            let loaded = Conf::load(&conf)?;
-            let (image, _base) = layered::from_conf(&loaded, repo_tag.as_deref())
-                .with_context(|| conf.display().to_string())?;
+            let (image, _base) = image_of(&conf, repo_tag.as_deref())?;
             let stdout = std::io::stdout();
             let mut out = FdSink::stream(&stdout);
             docker_archive::write_stream(&image, &mut out, verify)?;
@@ -264,9 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             repo_tag,
             verify,
         } => {
-            let loaded = Conf::load(&conf)?;
-            let (image, _base) = layered::from_conf(&loaded, repo_tag.as_deref())
-                .with_context(|| conf.display().to_string())?;
+            let (image, _base) = image_of(&conf, repo_tag.as_deref())?;
             output::write_atomically(&output, |file| {
                 docker_archive::write_compressed(&image, file, compressor, verify)
             })?;
@@ -438,6 +434,15 @@ fn run(cli: Cli) -> Result<()> {
             stevedore::contents::symlink_join(&output, &refs)
         }
     }
+}
+
+/// The image a streamer conf describes (and what keeps its base image readable).
+fn image_of(
+    conf: &Path,
+    repo_tag: Option<&str>,
+) -> Result<(stevedore::image::Image, Option<stevedore::image::base::BaseImage>)> {
+    let loaded = Conf::load(conf)?;
+    layered::from_conf(&loaded, repo_tag).with_context(|| conf.display().to_string())
 }
 
 /// The excluded paths: given directly, and listed one per line in files.
