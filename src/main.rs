@@ -440,7 +440,10 @@ fn run(cli: Cli) -> Result<()> {
 fn image_of(
     conf: &Path,
     repo_tag: Option<&str>,
-) -> Result<(stevedore::image::Image, Option<stevedore::image::base::BaseImage>)> {
+) -> Result<(
+    stevedore::image::Image,
+    Option<stevedore::image::base::BaseImage>,
+)> {
     let loaded = Conf::load(conf)?;
     layered::from_conf(&loaded, repo_tag).with_context(|| conf.display().to_string())
 }

@@ -23,7 +23,7 @@ pub fn run() -> Result<()> {
     let hashed = if attrs["precomputeDigests"].as_bool() == Some(false) {
         None
     } else {
-        layered::add_digests(&mut conf, &out)?
+        layered::add_digests(&mut conf, &out).with_context(file)?
     };
     std::fs::write(&out, serde_json::to_string_pretty(&conf)? + "\n")
         .with_context(|| format!("{}: cannot write", out.display()))?;

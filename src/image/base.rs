@@ -2,8 +2,11 @@
 //! or zstd. Only `manifest[0]` is used, as nixpkgs' streamer does; its layers are
 //! copied with their original member headers and their diff_ids from the base config.
 
-use super::model::{Layer, Source, DOCKER_LAYER};
+use super::compress::{self, Codec};
+use super::digest::Digest;
+use super::model::{Layer, Source};
 use crate::tar::kind;
+use crate::tar::pyheader::TarInfo;
 use crate::tar::reader::{self, Member};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -13,6 +16,8 @@ use std::path::{Path, PathBuf};
 /// A loaded base image.
 pub struct BaseImage {
     pub layers: Vec<Layer>,
+    /// Each layer's member header, its name as the manifest gives it.
+    pub headers: Vec<TarInfo>,
     /// The base's container config (`config` key of its image JSON).
     pub config: Value,
     /// Keeps a decompressed copy alive while its layers are read.
@@ -61,18 +66,28 @@ fn read_image(path: &Path, repo_tag: Option<&str>) -> Result<BaseImage> {
         bail!("{} layers but {} diff_ids", names.len(), diff_ids.len());
     }
     let mut layers = Vec::new();
+    let mut headers = Vec::new();
     for (name, diff_id) in names.iter().zip(diff_ids) {
-        layers.push(base_layer(&plain, &members, name, diff_id)?);
+        let (layer, header) = base_layer(&plain, &members, name, diff_id)?;
+        layers.push(layer);
+        headers.push(header);
     }
     Ok(BaseImage {
         layers,
+        headers,
         config: image_json.get("config").cloned().unwrap_or(Value::Null),
         _spill: spill,
     })
 }
 
-/// The layer `name` of the archive `plain`: its member's bytes, copied as they are.
-fn base_layer(plain: &Path, members: &[Member], name: &str, diff_id: &str) -> Result<Layer> {
+/// The layer `name` of the archive `plain` (its member's bytes, copied as they are) and
+/// the member's header under that name.
+fn base_layer(
+    plain: &Path,
+    members: &[Member],
+    name: &str,
+    diff_id: &str,
+) -> Result<(Layer, TarInfo)> {
     let shown = reader::shown(name.as_bytes());
     let member = resolve(members, name).with_context(|| format!("no layer {shown}"))?;
     if !reader::has_data(member.info.kind) {
@@ -80,17 +95,30 @@ fn base_layer(plain: &Path, members: &[Member], name: &str, diff_id: &str) -> Re
     }
     let mut header = member.info.clone();
     header.name = name.as_bytes().to_vec();
-    Ok(Layer {
-        diff_id: Some(diff_id.trim_start_matches("sha256:").to_string()),
-        size: member.info.size,
-        media_type: DOCKER_LAYER,
-        source: Source::FileRange {
+    // A diff_id that is not a digest is not trusted: the layer is hashed when needed.
+    let layer = Layer {
+        diff_id: Digest::parse(diff_id).ok(),
+        blob: None,
+        what: format!("member {shown}"),
+        source: Source::File {
             path: plain.to_path_buf(),
             offset: member.data_offset,
+            len: member.info.size,
+            codec: stored_codec(plain, member)?,
         },
-        header,
-        history: vec![name.to_string()],
-    })
+    };
+    Ok((layer, header))
+}
+
+/// The codec of a member's bytes, from its first ones.
+fn stored_codec(file: &Path, member: &Member) -> Result<Codec> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 6];
+    let n = (member.info.size as usize).min(magic.len());
+    std::fs::File::open(file)
+        .and_then(|f| f.read_exact_at(&mut magic[..n], member.data_offset))
+        .context("cannot read")?;
+    compress::sniff(&magic[..n])
 }
 
 fn has_tag(entry: &Value, tag: &str) -> bool {

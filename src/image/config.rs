@@ -1,38 +1,34 @@
 //! The image config and manifest.json bytes, formatted as nixpkgs' streamer writes
 //! them (`json.dumps(..., indent=4)`, keys in its order), and the base Env overlay.
 
+use super::digest::Digest;
+use super::model::{history_comment, StreamerConfig};
 use super::pyjson;
-use super::Image;
 use serde_json::{json, Map, Value};
 
-/// The image config JSON for the given diff_ids (hex, in layer order).
-pub fn image_config(image: &Image, diff_ids: &[String]) -> Vec<u8> {
-    let history: Vec<Value> = image
-        .layers
+/// The streamer's image config JSON for the given diff_ids (in layer order).
+pub fn streamer_config(s: &StreamerConfig, diff_ids: &[Digest]) -> Vec<u8> {
+    let history: Vec<Value> = s
+        .history
         .iter()
-        .map(|l| {
-            json!({
-                "created": image.created,
-                "comment": format!("store paths: {}", pyjson::repr_list(&l.history)),
-            })
-        })
+        .map(|paths| json!({"created": s.created, "comment": history_comment(paths)}))
         .collect();
     let mut top = Map::new();
-    top.insert("created".into(), json!(image.created));
-    top.insert("architecture".into(), image.architecture.clone());
+    top.insert("created".into(), json!(s.created));
+    top.insert("architecture".into(), s.architecture.clone());
     top.insert("os".into(), json!("linux"));
-    top.insert("config".into(), image.config.clone());
-    let ids: Vec<String> = diff_ids.iter().map(|d| format!("sha256:{d}")).collect();
+    top.insert("config".into(), s.config.clone());
+    let ids: Vec<String> = diff_ids.iter().map(Digest::to_string).collect();
     top.insert("rootfs".into(), json!({"diff_ids": ids, "type": "layers"}));
     top.insert("history".into(), Value::Array(history));
     pyjson::dumps(&Value::Object(top), Some(4)).into_bytes()
 }
 
 /// manifest.json for one image.
-pub fn manifest(config_name: &str, repo_tag: &str, layer_names: &[String]) -> Vec<u8> {
+pub fn manifest(config_name: &str, repo_tags: &[String], layer_names: &[String]) -> Vec<u8> {
     let mut entry = Map::new();
     entry.insert("Config".into(), json!(config_name));
-    entry.insert("RepoTags".into(), json!([repo_tag]));
+    entry.insert("RepoTags".into(), json!(repo_tags));
     entry.insert("Layers".into(), json!(layer_names));
     pyjson::dumps(&Value::Array(vec![Value::Object(entry)]), Some(4)).into_bytes()
 }

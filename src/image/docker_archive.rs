@@ -10,9 +10,10 @@
 //! `write_file` lays the archive out in advance (every size is known from metadata) and
 //! lets threads write their layers straight into place, hashing those it must.
 
-use super::ahead::{emit, Gathered, Hashes};
+use super::ahead::{digest, emit, Gathered, Hashes};
+use super::compress::Codec;
 use super::config;
-use super::hashing::sha256_hex;
+use super::digest::Digest;
 use super::model::{Image, Layer};
 use crate::tar::pyheader::TarInfo;
 use crate::tar::sink::{write_zeros, Hashing, OffsetSink, Sink, WriteSink};
@@ -27,8 +28,8 @@ use std::sync::Mutex;
 /// What was written: the diff_ids in layer order and the config's digest.
 #[derive(Debug, Clone)]
 pub struct Written {
-    pub diff_ids: Vec<String>,
-    pub config_digest: String,
+    pub diff_ids: Vec<Digest>,
+    pub config_digest: Digest,
 }
 
 /// Writes `image` as a docker archive to `out`, in order. With `verify`, every layer is
@@ -60,17 +61,21 @@ fn stream_members(
     let mut diff_ids = Vec::new();
     for (i, layer) in image.layers.iter().enumerate() {
         let diff_id = hashes.get(i)?;
-        let header = layer_header(layer, &diff_id);
+        let header = image.member_header(i, &diff_id).encode();
         out.write_all(&header)?;
-        if verify {
+        if verify && layer.source.codec() == Codec::None {
             let mut hashing = Hashing::new(out);
             gathered.drain(i, |segment| segment.write_to(&mut hashing))?;
             check_digest(layer, &diff_id, &hashing.finish())?;
         } else {
+            if verify {
+                check_digest(layer, &diff_id, &digest(layer)?)?;
+            }
             gathered.drain(i, |segment| segment.write_to(out))?;
         }
-        write_zeros(out, padded(layer.size) - layer.size)?;
-        offset += header.len() as u64 + padded(layer.size);
+        let len = layer.source.stored_len();
+        write_zeros(out, padded(len) - len)?;
+        offset += header.len() as u64 + padded(len);
         diff_ids.push(diff_id);
     }
     let (tail, written) = tail_members(image, diff_ids);
@@ -146,21 +151,23 @@ fn encode_into(
 /// Writes `image` as a docker archive into `file` (which should be empty), producing
 /// layers in parallel, each straight into its place.
 pub fn write_file(image: &Image, file: &File, verify: bool) -> Result<Written> {
+    let placeholder = Digest::of(b"");
     let mut offsets = Vec::with_capacity(image.layers.len());
     let mut offset = 0u64;
-    for layer in &image.layers {
-        let header_len = layer_header(layer, &"0".repeat(64)).len() as u64;
+    for (i, layer) in image.layers.iter().enumerate() {
+        let header_len = image.member_header(i, &placeholder).encode().len() as u64;
         offsets.push(offset + header_len);
-        offset += header_len + padded(layer.size);
+        offset += header_len + padded(layer.source.stored_len());
     }
     let diff_ids = fill_layers(image, file, &offsets, verify)?;
     for (i, layer) in image.layers.iter().enumerate() {
-        let header = layer_header(layer, &diff_ids[i]);
+        let header = image.member_header(i, &diff_ids[i]).encode();
         let at = offsets[i] - header.len() as u64;
         file.write_all_at(&header, at)
             .context("cannot write output")?;
-        let pad = padded(layer.size) - layer.size;
-        file.write_all_at(&vec![0u8; pad as usize], offsets[i] + layer.size)
+        let len = layer.source.stored_len();
+        let pad = padded(len) - len;
+        file.write_all_at(&vec![0u8; pad as usize], offsets[i] + len)
             .context("cannot write output")?;
     }
     let (tail, written) = tail_members(image, diff_ids);
@@ -174,11 +181,11 @@ pub fn write_file(image: &Image, file: &File, verify: bool) -> Result<Written> {
 }
 
 /// Produces every layer at its offset, largest first, on all threads; returns diff_ids.
-fn fill_layers(image: &Image, file: &File, offsets: &[u64], verify: bool) -> Result<Vec<String>> {
+fn fill_layers(image: &Image, file: &File, offsets: &[u64], verify: bool) -> Result<Vec<Digest>> {
     let mut order: Vec<usize> = (0..image.layers.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(image.layers[i].size));
+    order.sort_by_key(|&i| std::cmp::Reverse(image.layers[i].source.stored_len()));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<String>>>> =
+    let results: Mutex<Vec<Option<Result<Digest>>>> =
         Mutex::new((0..image.layers.len()).map(|_| None).collect());
     rayon::scope(|s| {
         for _ in 0..rayon::current_num_threads().max(1) {
@@ -200,58 +207,55 @@ fn fill_layers(image: &Image, file: &File, offsets: &[u64], verify: bool) -> Res
 
 /// Writes a layer into `out`, hashing it when its diff_id is not known (or `verify`);
 /// returns the diff_id.
-fn produce(layer: &Layer, out: &mut dyn Sink, verify: bool) -> Result<String> {
-    if let (Some(known), false) = (&layer.diff_id, verify) {
-        emit(layer, out)?;
-        out.flush()?;
-        return Ok(known.clone());
+fn produce(layer: &Layer, out: &mut dyn Sink, verify: bool) -> Result<Digest> {
+    match &layer.diff_id {
+        Some(known) if !verify || layer.source.codec() != Codec::None => {
+            if verify {
+                check_digest(layer, known, &digest(layer)?)?;
+            }
+            emit(layer, out)?;
+            out.flush()?;
+            Ok(known.clone())
+        }
+        _ => {
+            let mut hashing = Hashing::new(out);
+            emit(layer, &mut hashing)?;
+            hashing.flush()?;
+            let got = hashing.finish();
+            if let Some(known) = &layer.diff_id {
+                check_digest(layer, known, &got)?;
+            }
+            Ok(got)
+        }
     }
-    let mut hashing = Hashing::new(out);
-    emit(layer, &mut hashing)?;
-    hashing.flush()?;
-    let got = hashing.finish();
-    if let Some(known) = &layer.diff_id {
-        check_digest(layer, known, &got)?;
-    }
-    Ok(got)
 }
 
 /// An error naming the layer when its bytes hash to `got` rather than `expected`.
-fn check_digest(layer: &Layer, expected: &str, got: &str) -> Result<()> {
+pub fn check_digest(layer: &Layer, expected: &Digest, got: &Digest) -> Result<()> {
     if got != expected {
         bail!(
-            "layer {}: its bytes hash to sha256:{got}, not to the expected sha256:{expected}",
-            layer.history.join(" ")
+            "{}: its bytes hash to {got}, not to the expected {expected}",
+            layer.what
         );
     }
     Ok(())
 }
 
-fn layer_header(layer: &Layer, diff_id: &str) -> Vec<u8> {
-    let mut info = layer.header.clone();
-    info.name = layer.member_name(diff_id);
-    info.size = layer.size;
-    info.encode()
-}
-
 /// The config and manifest members, and what they describe.
-fn tail_members(image: &Image, diff_ids: Vec<String>) -> (Vec<u8>, Written) {
-    let config_bytes = config::image_config(image, &diff_ids);
-    let config_digest = sha256_hex(&config_bytes);
-    let config_name = format!("{config_digest}.json");
-    let names: Vec<String> = image
-        .layers
-        .iter()
-        .zip(&diff_ids)
-        .map(|(l, d)| String::from_utf8_lossy(&l.member_name(d)).into_owned())
+fn tail_members(image: &Image, diff_ids: Vec<Digest>) -> (Vec<u8>, Written) {
+    let config_bytes = image.config.render(&diff_ids);
+    let config_digest = Digest::of(&config_bytes);
+    let config_name = format!("{}.json", config_digest.hex());
+    let names: Vec<String> = (0..image.layers.len())
+        .map(|i| String::from_utf8_lossy(&image.member_header(i, &diff_ids[i]).name).into_owned())
         .collect();
-    let manifest = config::manifest(&config_name, &image.repo_tag, &names);
+    let manifest = config::manifest(&config_name, &image.repo_tags, &names);
     let mut tail = Vec::new();
     for (name, bytes) in [
         (config_name.as_bytes(), &config_bytes),
         (b"manifest.json", &manifest),
     ] {
-        tail.extend(TarInfo::file(name, bytes.len() as u64, image.mtime).encode());
+        tail.extend(TarInfo::file(name, bytes.len() as u64, image.archive.mtime).encode());
         tail.extend_from_slice(bytes);
         tail.resize(padded(tail.len() as u64) as usize, 0);
     }

@@ -71,18 +71,14 @@ pub fn flatten(
     let mut tree: BTreeMap<Key, Item> = BTreeMap::new();
     let mut spills = Vec::new();
     for layer in &image.layers {
-        let Source::FileRange { path, offset } = &layer.source else {
+        let Source::File {
+            path, offset, len, ..
+        } = &layer.source
+        else {
             continue;
         };
-        let in_layer = || {
-            format!(
-                "base image {}: member {}",
-                archive.display(),
-                reader::shown(&layer.header.name)
-            )
-        };
-        let (file, start, len, spill) =
-            layer_tar(path, *offset, layer.size).with_context(in_layer)?;
+        let in_layer = || format!("base image {}: {}", archive.display(), layer.what);
+        let (file, start, len, spill) = layer_tar(path, *offset, *len).with_context(in_layer)?;
         spills.extend(spill);
         let members = reader::list_range(&file, start, len).with_context(in_layer)?;
         apply_layer(&mut tree, &members, &file).with_context(in_layer)?;

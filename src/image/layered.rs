@@ -2,9 +2,12 @@
 //! `store_layers` entry, then the customisation layer, with nixpkgs' config rules.
 
 use super::base;
+use super::compress::Codec;
 use super::conf::{Conf, LayerDigest, LayerDigests};
 use super::config::overlay_env;
-use super::model::{Image, Layer, Source, DOCKER_LAYER};
+use super::descriptor::Platform;
+use super::digest::Digest;
+use super::model::{ArchiveLayout, Config, Image, Layer, Source, StreamerConfig};
 use super::time::Time;
 use super::users;
 use crate::tar::pyheader::TarInfo;
@@ -21,10 +24,16 @@ pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<b
     let owner = store_owner(conf, now)?;
     let mtime = owner.mtime;
     let mut base = conf.from_image.as_deref().map(base::load).transpose()?;
-    let mut layers: Vec<Layer> = match &mut base {
-        Some(b) => std::mem::take(&mut b.layers),
-        None => Vec::new(),
-    };
+    let mut layers: Vec<Layer> = Vec::new();
+    let mut headers: Vec<Option<TarInfo>> = Vec::new();
+    let mut history: Vec<Vec<String>> = Vec::new();
+    if let Some(b) = &mut base {
+        for (layer, header) in std::mem::take(&mut b.layers).into_iter().zip(&b.headers) {
+            history.push(vec![String::from_utf8_lossy(&header.name).into_owned()]);
+            headers.push(Some(header.clone()));
+            layers.push(layer);
+        }
+    }
     let store = list_store_layers(conf, &owner)?;
     let digests = conf.valid_digests();
     for (i, layer) in store.into_iter().enumerate() {
@@ -32,27 +41,38 @@ pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<b
             .map(|d| &d[i])
             .map(|d| known_digest(d, &layer))
             .transpose()?;
+        history.push(layer.paths.clone());
+        headers.push(None);
         layers.push(Layer {
             diff_id,
-            size: layer.size,
-            media_type: DOCKER_LAYER,
-            history: layer.paths.clone(),
-            header: TarInfo::file(b"", layer.size, mtime),
+            blob: None,
+            what: format!("store layer {}", layer.paths.join(" ")),
             source: Source::StorePaths(layer),
         });
     }
-    layers.push(customisation_layer(conf, mtime)?);
+    let (custom, header) = customisation_layer(conf, mtime)?;
+    history.push(vec![conf.customisation_layer.display().to_string()]);
+    headers.push(Some(header));
+    layers.push(custom);
     let config = match &base {
         Some(b) => overlay_env(&b.config, conf.config.clone()),
         None => conf.config.clone(),
     };
     let image = Image {
+        config: Config::Streamer(StreamerConfig {
+            created: created.isoformat(),
+            architecture: conf.architecture.clone(),
+            config,
+            history,
+        }),
         layers,
-        created: created.isoformat(),
-        architecture: conf.architecture.clone(),
-        config,
-        repo_tag: repo_tag.unwrap_or(&conf.repo_tag).to_string(),
-        mtime,
+        platform: Platform {
+            architecture: conf.architecture.as_str().unwrap_or_default().to_string(),
+            os: "linux".to_string(),
+            variant: conf.variant.clone().filter(|v| !v.is_empty()),
+        },
+        repo_tags: vec![repo_tag.unwrap_or(&conf.repo_tag).to_string()],
+        archive: ArchiveLayout { mtime, headers },
     };
     Ok((image, base))
 }
@@ -86,7 +106,7 @@ pub fn compute_digests(conf: &Conf) -> Result<Option<LayerDigests>> {
     let layers = list_store_layers(conf, &store_owner(conf, Time::now())?)?;
     let mut order: Vec<usize> = (0..layers.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(layers[i].size));
-    let mut digests: Vec<(usize, String)> = order
+    let mut digests: Vec<(usize, Digest)> = order
         .par_iter()
         .with_max_len(1)
         .map(|&i| layers[i].digest().map(|d| (i, d)))
@@ -97,7 +117,7 @@ pub fn compute_digests(conf: &Conf) -> Result<Option<LayerDigests>> {
         layers: digests
             .into_iter()
             .map(|(i, d)| LayerDigest {
-                diff_id: format!("sha256:{d}"),
+                diff_id: d.to_string(),
                 size: layers[i].size,
             })
             .collect(),
@@ -116,8 +136,8 @@ pub fn add_digests(value: &mut serde_json::Value, path: &std::path::Path) -> Res
     Ok(Some(bytes))
 }
 
-/// A recorded diff_id (hex), once the layer's size agrees with the record.
-fn known_digest(recorded: &LayerDigest, layer: &StoreLayer) -> Result<String> {
+/// A recorded diff_id, once the layer's size agrees with the record.
+fn known_digest(recorded: &LayerDigest, layer: &StoreLayer) -> Result<Digest> {
     if recorded.size != layer.size {
         bail!(
             "store layer {}: store_layer_digests records {} bytes, the paths now make {}",
@@ -126,21 +146,21 @@ fn known_digest(recorded: &LayerDigest, layer: &StoreLayer) -> Result<String> {
             layer.size
         );
     }
-    Ok(recorded.diff_id.trim_start_matches("sha256:").to_string())
+    Digest::parse(&recorded.diff_id)
 }
 
-/// The prebuilt customisation layer: `<dir>/layer.tar` with its sha256 in `<dir>/checksum`.
-/// Its header is `gettarinfo` of the file, as nixpkgs' streamer makes it.
-fn customisation_layer(conf: &Conf, mtime: i64) -> Result<Layer> {
+/// The prebuilt customisation layer: `<dir>/layer.tar` with its sha256 in `<dir>/checksum`,
+/// and its archive member header: `gettarinfo` of the file, as nixpkgs' streamer makes it.
+fn customisation_layer(conf: &Conf, mtime: i64) -> Result<(Layer, TarInfo)> {
     let dir = &conf.customisation_layer;
     let checksum_file = dir.join("checksum");
     let checksum = std::fs::read_to_string(&checksum_file)
         .with_context(|| format!("{}: cannot read", checksum_file.display()))?
         .trim()
         .to_string();
-    if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let Ok(diff_id) = Digest::sha256(&checksum) else {
         bail!("{}: not a sha256", checksum_file.display());
-    }
+    };
     let tar = dir.join("layer.tar");
     let meta =
         std::fs::metadata(&tar).with_context(|| format!("{}: cannot stat", tar.display()))?;
@@ -154,15 +174,16 @@ fn customisation_layer(conf: &Conf, mtime: i64) -> Result<Layer> {
         gname: users::group_name(meta.gid()).into_bytes(),
         ..TarInfo::file(b"", meta.len(), mtime)
     };
-    Ok(Layer {
-        diff_id: Some(checksum),
-        size: meta.len(),
-        media_type: DOCKER_LAYER,
-        source: Source::FileRange {
+    let layer = Layer {
+        diff_id: Some(diff_id),
+        blob: None,
+        what: format!("customisation layer {}", dir.display()),
+        source: Source::File {
             path: tar,
             offset: 0,
+            len: meta.len(),
+            codec: Codec::None,
         },
-        header,
-        history: vec![dir.display().to_string()],
-    })
+    };
+    Ok((layer, header))
 }

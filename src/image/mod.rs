@@ -4,14 +4,18 @@
 pub mod ahead;
 pub mod base;
 pub mod changes;
+pub mod compress;
 pub mod conf;
 pub mod config;
+pub mod descriptor;
+pub mod digest;
 pub mod docker_archive;
 pub mod flatten;
 pub mod hashing;
 pub mod jsonfmt;
 pub mod layered;
 pub mod legacy_layer;
+pub mod media;
 pub mod merge;
 pub mod model;
 pub mod output;
@@ -19,4 +23,5 @@ pub mod pyjson;
 pub mod time;
 pub mod users;
 
+pub use digest::Digest;
 pub use model::{Image, Layer, Source};

@@ -366,9 +366,9 @@ impl<'a> Hashing<'a> {
         }
     }
 
-    /// Lower-case hex sha256 of everything that passed.
-    pub fn finish(self) -> String {
-        hex::encode(self.sha.finalize())
+    /// The sha256 of everything that passed.
+    pub fn finish(self) -> crate::image::Digest {
+        crate::image::Digest::from_sha256(self.sha.finalize().into())
     }
 }
 

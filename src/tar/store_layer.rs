@@ -77,7 +77,7 @@ impl StoreLayer {
     }
 
     /// The sha256 of the layer's bytes (its diff_id), reading every file once.
-    pub fn digest(&self) -> Result<String> {
+    pub fn digest(&self) -> Result<crate::image::Digest> {
         let mut discard = Discard;
         let mut hashing = Hashing::new(&mut discard);
         self.write_to(&mut hashing)?;
