@@ -4,6 +4,7 @@
 //! layers exactly as nixpkgs does, and `image` assembles and writes images.
 
 pub mod contents;
+pub mod copy;
 pub mod derivation;
 pub mod image;
 pub mod log;

@@ -74,6 +74,20 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Copy an image: SOURCE is a stream conf (CONF.json), docker-archive:PATH[:NAME:TAG],
+    /// oci:DIR[:TAG] or oci-archive:PATH[:TAG]; DEST is docker-archive:PATH[:NAME:TAG],
+    /// oci:DIR[:TAG] or oci-archive:PATH[:TAG].
+    Copy {
+        source: String,
+        dest: String,
+        /// none, gzip[:LEVEL] or zstd[:LEVEL] (default: none for docker-archive, gzip
+        /// for OCI layouts).
+        #[arg(long)]
+        compress: Option<String>,
+        /// docker or oci media types, where the destination allows both (OCI layouts).
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Record every store layer's diff_id and size in a conf (`store_layer_digests`), so
     /// that streaming it only copies bytes.
     ConfDigests {
@@ -272,6 +286,34 @@ fn run(cli: Cli) -> Result<()> {
                 log::file_size(&output)
             );
             log::built(&output, &detail, started);
+            Ok(())
+        }
+        Command::Copy {
+            source,
+            dest,
+            compress,
+            format,
+        } => {
+            use stevedore::copy;
+            use stevedore::image::{compress::Compression, media::Format};
+            let from = copy::Location::source(&source)?;
+            let to = copy::Location::dest(&dest)?;
+            let opts = copy::Options {
+                compression: compress
+                    .as_deref()
+                    .map(Compression::parse)
+                    .transpose()
+                    .context("--compress")?,
+                format: format
+                    .as_deref()
+                    .map(Format::parse)
+                    .transpose()
+                    .context("--format")?,
+            };
+            let read = copy::read(&from)?;
+            let layers = read.image.layers.len();
+            copy::write(read.image, &to, opts).with_context(|| dest.clone())?;
+            log::built(Path::new(&dest), &log::count(layers, "layer"), started);
             Ok(())
         }
         Command::ConfDigests { conf, output } => {

@@ -6,10 +6,10 @@
 //! when `BUDGET` bytes are queued beyond the layer being streamed, so memory stays small
 //! whatever the image size; the layer being streamed is never held back.
 
-use super::compress::{self, Codec};
 use super::digest::Digest;
-use super::model::{Image, Layer, Source};
-use crate::tar::sink::{read_onto, Discard, Hashing, Sink, ZERO_COPY_MIN};
+use super::layer_io::{digest, emit};
+use super::model::Image;
+use crate::tar::sink::{read_onto, Sink, ZERO_COPY_MIN};
 use anyhow::{anyhow, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -25,57 +25,6 @@ const CHUNK: usize = 1 << 20;
 const FILE_COST: u64 = 64 << 10;
 /// Written chunks kept for reuse (fresh ones cost page faults).
 const SPARE_CHUNKS: usize = 16;
-
-/// Writes a layer's bytes as its source stores them (`source.stored_len()` of them) to `out`.
-pub fn emit(layer: &Layer, out: &mut dyn Sink) -> Result<()> {
-    match &layer.source {
-        Source::StorePaths(store) => store.write_to(out),
-        Source::File {
-            path, offset, len, ..
-        } => {
-            let file =
-                File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-            out.copy_from(&file, path, *offset, *len)
-        }
-    }
-}
-
-/// The sha256 of a layer's uncompressed bytes (its diff_id), without writing them.
-pub fn digest(layer: &Layer) -> Result<Digest> {
-    if let Source::File {
-        path,
-        offset,
-        len,
-        codec,
-    } = &layer.source
-    {
-        if *codec != Codec::None {
-            return decoded_digest(path, *offset, *len, *codec).with_context(|| layer.what.clone());
-        }
-    }
-    let mut discard = Discard;
-    let mut hashing = Hashing::new(&mut discard);
-    emit(layer, &mut hashing)?;
-    Ok(hashing.finish())
-}
-
-/// The sha256 of what `len` compressed bytes at `offset` of `path` decompress to.
-fn decoded_digest(path: &Path, offset: u64, len: u64, codec: Codec) -> Result<Digest> {
-    use sha2::Digest as _;
-    use std::io::{Read, Seek};
-    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    file.seek(std::io::SeekFrom::Start(offset))?;
-    let mut input = compress::decoder(codec, file.take(len))?;
-    let mut sha = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input.read(&mut buf).context("cannot decompress")?;
-        if n == 0 {
-            return Ok(Digest::from_sha256(sha.finalize().into()));
-        }
-        sha.update(&buf[..n]);
-    }
-}
 
 /// The diff_ids of the layers that lack one, hashed in layer order.
 pub struct Hashes<'a> {

@@ -44,11 +44,11 @@ impl Source {
     }
 }
 
-/// A layer's compressed form: its descriptor and how it was made.
+/// A layer's compressed form: its descriptor, and how it was made when it was made here.
 #[derive(Clone, Debug)]
 pub struct Blob {
     pub descriptor: Descriptor,
-    pub compression: Compression,
+    pub compression: Option<Compression>,
 }
 
 /// One layer of an image.

@@ -54,7 +54,7 @@ pub fn copy_path(out: &mut dyn Sink, path: &Path, len: u64) -> Result<()> {
 }
 
 /// Reads `len` bytes of `file` at `offset` in chunks into `buf`, handing each to `each`.
-fn read_chunks(
+pub fn read_chunks(
     file: &File,
     path: &Path,
     offset: u64,

@@ -1,0 +1,315 @@
+//! `stevedore copy SOURCE DEST`: reads an image from any source the model has a reader
+//! for and writes it with any writer, named with skopeo's transports. SOURCE is a stream
+//! conf (a path ending in `.json`), `docker-archive:PATH[:NAME:TAG]`, `oci:DIR[:TAG]` or
+//! `oci-archive:PATH[:TAG]`; DEST is `docker-archive:PATH[:NAME:TAG]`, `oci:DIR[:TAG]` or
+//! `oci-archive:PATH[:TAG]`. Like skopeo, the path ends at the first `:` after the
+//! transport.
+
+use crate::image::compress::Compression;
+use crate::image::descriptor::Platform;
+use crate::image::layer_io::produce_blob;
+use crate::image::media::Format;
+use crate::image::model::{ArchiveLayout, Config, Image, Source};
+use crate::image::oci::{self, Blobs, WriteOptions};
+use crate::image::output::write_atomically;
+use crate::image::{base, conf::Conf, docker_archive, layered};
+use crate::tar::gnu::{self, Content, Item};
+use crate::tar::kind;
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+const SOURCES: &str =
+    "CONF.json, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG] or oci-archive:PATH[:TAG]";
+const DESTS: &str = "docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG] or oci-archive:PATH[:TAG]";
+
+/// Where an image is read from or written to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Conf(PathBuf),
+    DockerArchive { path: PathBuf, name: Option<String> },
+    Oci { dir: PathBuf, tag: Option<String> },
+    OciArchive { path: PathBuf, tag: Option<String> },
+}
+
+impl Location {
+    /// Parses a SOURCE argument.
+    pub fn source(text: &str) -> Result<Location> {
+        match parse(text) {
+            Some(l) => Ok(l),
+            None if text.ends_with(".json") && !text.contains(':') => {
+                Ok(Location::Conf(PathBuf::from(text)))
+            }
+            None => bail!("source {text:?}: expected {SOURCES}"),
+        }
+    }
+
+    /// Parses a DEST argument.
+    pub fn dest(text: &str) -> Result<Location> {
+        parse(text).with_context(|| format!("destination {text:?}: expected {DESTS}"))
+    }
+}
+
+fn parse(text: &str) -> Option<Location> {
+    let (transport, rest) = text.split_once(':')?;
+    let (path, name) = match rest.split_once(':') {
+        Some((p, n)) => (p, Some(n.to_string())),
+        None => (rest, None),
+    };
+    if path.is_empty() || name.as_deref() == Some("") {
+        return None;
+    }
+    let path = PathBuf::from(path);
+    match transport {
+        "docker-archive" if name.as_deref().is_none_or(|n| n.contains(':')) => {
+            Some(Location::DockerArchive { path, name })
+        }
+        "oci" => Some(Location::Oci {
+            dir: path,
+            tag: name,
+        }),
+        "oci-archive" => Some(Location::OciArchive { path, tag: name }),
+        _ => None,
+    }
+}
+
+/// How to write.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// None: the destination's default (none for docker-archive, gzip for OCI).
+    pub compression: Option<Compression>,
+    /// None: the destination's own (docker for docker-archive, oci for OCI).
+    pub format: Option<Format>,
+}
+
+/// An image read from a source, with what keeps its files readable.
+pub struct Read {
+    pub image: Image,
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+/// Reads the image `source` names.
+pub fn read(source: &Location) -> Result<Read> {
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let image = match source {
+        Location::Conf(path) => {
+            let conf = Conf::load(path)?;
+            let (image, b) =
+                layered::from_conf(&conf, None).with_context(|| path.display().to_string())?;
+            keep.extend(b.map(|b| Box::new(b) as Box<dyn std::any::Any>));
+            image
+        }
+        Location::DockerArchive { path, name } => {
+            let (image, b) = read_docker_archive(path, name.as_deref())?;
+            keep.push(Box::new(b));
+            image
+        }
+        Location::Oci { dir, tag } => oci::read_image(&Blobs::Dir(dir.clone()), tag.as_deref())
+            .with_context(|| format!("oci:{}", dir.display()))?,
+        Location::OciArchive { path, tag } => {
+            let what = || format!("oci-archive:{}", path.display());
+            let blobs = Blobs::of_archive(path).with_context(what)?;
+            oci::read_image(&blobs, tag.as_deref()).with_context(what)?
+        }
+    };
+    Ok(Read { image, _keep: keep })
+}
+
+/// The image of a docker archive named `name` (or its first).
+fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<(Image, base::BaseImage)> {
+    let loaded = base::load_tagged(path, name)?;
+    let what = || format!("docker-archive:{}", path.display());
+    let (plain, _spill) = base::plain_tar(path).with_context(what)?;
+    let members = crate::tar::reader::list(&plain).with_context(what)?;
+    let manifest = base::read_json(&plain, &members, "manifest.json").with_context(what)?;
+    let entry = manifest
+        .as_array()
+        .and_then(|l| match name {
+            Some(n) => l.iter().find(|e| {
+                e["RepoTags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == n))
+            }),
+            None => l.first(),
+        })
+        .with_context(what)?;
+    let config_name = entry["Config"].as_str().with_context(what)?;
+    let member = crate::tar::reader::find(&members, config_name).with_context(what)?;
+    let config = crate::tar::reader::read_member(&plain, member).with_context(what)?;
+    let parsed: serde_json::Value = serde_json::from_slice(&config).with_context(what)?;
+    let repo_tags = entry["RepoTags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut loaded = loaded;
+    let image = Image {
+        config: Config::Bytes(config),
+        layers: std::mem::take(&mut loaded.layers),
+        platform: Platform::of_config(&parsed),
+        repo_tags,
+        archive: ArchiveLayout {
+            mtime: 0,
+            headers: loaded.headers.iter().cloned().map(Some).collect(),
+        },
+    };
+    Ok((image, loaded))
+}
+
+/// Writes `image` to `dest`.
+pub fn write(mut image: Image, dest: &Location, opts: Options) -> Result<()> {
+    match dest {
+        Location::Conf(_) => bail!("a conf cannot be a destination: expected {DESTS}"),
+        Location::DockerArchive { path, name } => {
+            if let Some(n) = name {
+                image.repo_tags = vec![n.clone()];
+            }
+            let compression = opts.compression.unwrap_or(Compression::NONE);
+            let dir = parent(path);
+            let work = tempfile::Builder::new()
+                .prefix(".stevedore-")
+                .tempdir_in(dir)?;
+            recode_layers(&mut image, compression, work.path())?;
+            write_atomically(path, |file| {
+                docker_archive::write_file(&image, file, false).map(|_| ())
+            })
+        }
+        Location::Oci { dir, tag } => {
+            oci::write_image(&image, dir, tag.as_deref(), layout_options(opts))?;
+            Ok(())
+        }
+        Location::OciArchive { path, tag } => {
+            let work = tempfile::Builder::new()
+                .prefix(".stevedore-")
+                .tempdir_in(parent(path))?;
+            oci::write_image(&image, work.path(), tag.as_deref(), layout_options(opts))?;
+            write_atomically(path, |file| tar_layout(work.path(), file))
+        }
+    }
+}
+
+fn layout_options(opts: Options) -> WriteOptions {
+    WriteOptions {
+        compression: opts.compression.unwrap_or(Compression::GZIP),
+        format: opts.format.unwrap_or(Format::Oci),
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Stores every layer whose source is not stored with `compression`'s codec as a file in
+/// `work` that is, so that a docker archive can copy it.
+fn recode_layers(image: &mut Image, compression: Compression, work: &Path) -> Result<()> {
+    image
+        .layers
+        .par_iter_mut()
+        .with_max_len(1)
+        .enumerate()
+        .try_for_each(|(i, layer)| {
+            if layer.source.codec() == compression.codec {
+                return Ok(());
+            }
+            let path = work.join(format!("layer-{i}"));
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("{}: cannot create", path.display()))?;
+            let produced =
+                produce_blob(layer, compression, &file).with_context(|| layer.what.clone())?;
+            layer.diff_id = Some(produced.diff_id);
+            layer.source = Source::File {
+                path,
+                offset: 0,
+                len: produced.size,
+                codec: compression.codec,
+            };
+            Ok::<_, anyhow::Error>(())
+        })?;
+    Ok(())
+}
+
+/// Archives the layout directory `dir` (its files, in name order) into `out`.
+fn tar_layout(dir: &Path, out: &std::fs::File) -> Result<()> {
+    let mut items = Vec::new();
+    let mut blobs: Vec<PathBuf> = std::fs::read_dir(dir.join("blobs/sha256"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    blobs.sort();
+    items.push(dir_item("blobs/"));
+    items.push(dir_item("blobs/sha256/"));
+    for b in &blobs {
+        let name = format!(
+            "blobs/sha256/{}",
+            b.file_name().unwrap_or_default().to_string_lossy()
+        );
+        items.push(file_item(&name, b)?);
+    }
+    items.push(file_item("index.json", &dir.join("index.json"))?);
+    items.push(file_item("oci-layout", &dir.join("oci-layout"))?);
+    let mut w = std::io::BufWriter::new(out);
+    gnu::write_items(&items, 0, &mut w)?;
+    std::io::Write::flush(&mut w).context("cannot write output")
+}
+
+fn dir_item(name: &str) -> Item {
+    Item {
+        name: name.as_bytes().to_vec(),
+        ..Item::root_owned(kind::DIR, 0o755)
+    }
+}
+
+fn file_item(name: &str, path: &Path) -> Result<Item> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot stat", path.display()))?
+        .len();
+    Ok(Item {
+        name: name.as_bytes().to_vec(),
+        size,
+        content: Content::File(path.to_path_buf()),
+        ..Item::root_owned(kind::REG, 0o644)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_transports_as_skopeo_names_them() {
+        assert_eq!(
+            Location::source("oci:/tmp/x:v1").unwrap(),
+            Location::Oci {
+                dir: "/tmp/x".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            Location::dest("docker-archive:out.tar:hello:latest").unwrap(),
+            Location::DockerArchive {
+                path: "out.tar".into(),
+                name: Some("hello:latest".into())
+            }
+        );
+        assert_eq!(
+            Location::source("conf.json").unwrap(),
+            Location::Conf("conf.json".into())
+        );
+        for bad in [
+            "docker://x/y",
+            "oci:",
+            "dir:/x",
+            "docker-archive:x.tar:notag",
+            "oci:/x:",
+            "x.tar",
+        ] {
+            assert!(Location::source(bad).is_err(), "{bad}");
+        }
+        assert!(Location::dest("conf.json").is_err());
+    }
+}

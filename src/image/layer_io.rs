@@ -1,0 +1,206 @@
+//! A layer's bytes: as its source stores them, uncompressed, or as a compressed blob,
+//! with the digests a writer needs computed in the same pass: the diff_id (sha256 of the
+//! uncompressed tar) and the blob's digest and size.
+
+use super::compress::{self, Codec, Compression, Encoder};
+use super::digest::Digest;
+use super::model::{Layer, Source};
+use crate::tar::sink::{read_chunks, Discard, Hashing, OffsetSink, Sink};
+use anyhow::{Context, Result};
+use sha2::Digest as _;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+/// Writes a layer's bytes as its source stores them (`source.stored_len()` of them).
+pub fn emit(layer: &Layer, out: &mut dyn Sink) -> Result<()> {
+    match &layer.source {
+        Source::StorePaths(store) => store.write_to(out),
+        Source::File {
+            path, offset, len, ..
+        } => {
+            let file =
+                File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+            out.copy_from(&file, path, *offset, *len)
+        }
+    }
+}
+
+/// Writes a layer's uncompressed bytes (decompressing what its source stores compressed).
+pub fn emit_uncompressed(layer: &Layer, out: &mut dyn Sink) -> Result<()> {
+    match &layer.source {
+        Source::File {
+            path,
+            offset,
+            len,
+            codec,
+        } if *codec != Codec::None => {
+            let mut input = open_decoded(path, *offset, *len, *codec)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = input
+                    .read(&mut buf)
+                    .with_context(|| format!("{}: cannot decompress", layer.what))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                out.write_all(&buf[..n])?;
+            }
+        }
+        _ => emit(layer, out),
+    }
+}
+
+fn open_decoded(path: &Path, offset: u64, len: u64, codec: Codec) -> Result<Box<dyn Read>> {
+    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    compress::decoder(codec, file.take(len))
+}
+
+/// The sha256 of a layer's uncompressed bytes (its diff_id), without writing them.
+pub fn digest(layer: &Layer) -> Result<Digest> {
+    let mut discard = Discard;
+    let mut hashing = Hashing::new(&mut discard);
+    emit_uncompressed(layer, &mut hashing)?;
+    Ok(hashing.finish())
+}
+
+/// What producing a blob found: the layer's diff_id, and the blob's digest and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Produced {
+    pub diff_id: Digest,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// Writes the layer to `out` compressed as asked, reading it once: its diff_id comes from
+/// the uncompressed bytes on their way into the encoder, the blob's digest and size from
+/// what comes out. A source already stored with the asked codec is copied as it is.
+pub fn produce_blob(layer: &Layer, compression: Compression, out: &File) -> Result<Produced> {
+    let stored = layer.source.codec();
+    if compression.codec == Codec::None {
+        return write_plain(layer, out);
+    }
+    if stored == compression.codec {
+        return copy_stored(layer, out);
+    }
+    let mut sink = BlobSink::new(compression, out)?;
+    emit_uncompressed(layer, &mut sink)?;
+    sink.finish()
+}
+
+/// The uncompressed layer as the blob (its digest is the diff_id); copied in the kernel
+/// when nothing needs hashing.
+fn write_plain(layer: &Layer, out: &File) -> Result<Produced> {
+    let mut at = OffsetSink::at(out, 0);
+    let (diff_id, size) = match (&layer.diff_id, layer.source.codec()) {
+        (Some(known), Codec::None) => {
+            emit(layer, &mut at)?;
+            at.flush()?;
+            (known.clone(), layer.source.stored_len())
+        }
+        _ => {
+            let mut hashing = Hashing::new(&mut at);
+            emit_uncompressed(layer, &mut hashing)?;
+            hashing.flush()?;
+            let size = hashing.count;
+            (hashing.finish(), size)
+        }
+    };
+    Ok(Produced {
+        digest: diff_id.clone(),
+        diff_id,
+        size,
+    })
+}
+
+/// A stored blob copied as it is, hashed on the way; its diff_id known or decoded.
+fn copy_stored(layer: &Layer, out: &File) -> Result<Produced> {
+    let mut at = OffsetSink::at(out, 0);
+    let mut hashing = Hashing::new(&mut at);
+    emit(layer, &mut hashing)?;
+    hashing.flush()?;
+    let size = hashing.count;
+    let blob_digest = hashing.finish();
+    let diff_id = match &layer.diff_id {
+        Some(d) => d.clone(),
+        None => digest(layer)?,
+    };
+    Ok(Produced {
+        diff_id,
+        digest: blob_digest,
+        size,
+    })
+}
+
+/// Hashes what it is given (the diff_id), compresses it, and hashes and counts what the
+/// encoder writes to the file.
+struct BlobSink<'a> {
+    diff: sha2::Sha256,
+    encoder: Encoder<Counted<std::io::BufWriter<&'a File>>>,
+    buf: Vec<u8>,
+}
+
+impl<'a> BlobSink<'a> {
+    fn new(compression: Compression, out: &'a File) -> Result<Self> {
+        let counted = Counted {
+            inner: std::io::BufWriter::with_capacity(1 << 20, out),
+            sha: sha2::Sha256::new(),
+            count: 0,
+        };
+        Ok(BlobSink {
+            diff: sha2::Sha256::new(),
+            encoder: compression.encoder(counted)?,
+            buf: Vec::new(),
+        })
+    }
+
+    fn finish(self) -> Result<Produced> {
+        let mut counted = self.encoder.finish()?;
+        counted.inner.flush().context("cannot write blob")?;
+        Ok(Produced {
+            diff_id: Digest::from_sha256(self.diff.finalize().into()),
+            digest: Digest::from_sha256(counted.sha.finalize().into()),
+            size: counted.count,
+        })
+    }
+}
+
+impl Sink for BlobSink<'_> {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.diff.update(bytes);
+        self.encoder.write_all(bytes).context("cannot write blob")
+    }
+
+    fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = read_chunks(file, path, offset, len, &mut buf, |c| self.write_all(c));
+        self.buf = buf;
+        result
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Counted<W: Write> {
+    inner: W,
+    sha: sha2::Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
