@@ -8,8 +8,8 @@
 //!   stream (libzstd's multi-threaded output can depend on the number of workers), no
 //!   checksum, no content size.
 //!
-//! Neither encoder is ever flushed before it finishes: a flush ends a block early, so its
-//! position would change the bytes. Layer digests are frozen by golden tests
+//! Neither encoder is ever flushed before it finishes (a flush ends a block early, so its
+//! position would change the bytes), and both are fed fixed-size blocks. Layer digests are frozen by golden tests
 //! (tests/compressed_layers.rs); changing any of the above changes them, and needs an
 //! entry in CHANGELOG.md.
 
@@ -74,9 +74,9 @@ impl Compression {
 
     /// An encoder writing to `out`.
     pub fn encoder<W: Write>(self, out: W) -> Result<Encoder<W>> {
-        Ok(match self.codec {
-            Codec::None => Encoder::None(out),
-            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+        let inner = match self.codec {
+            Codec::None => Inner::None(out),
+            Codec::Gzip => Inner::Gzip(flate2::write::GzEncoder::new(
                 out,
                 flate2::Compression::new(self.level as u32),
             )),
@@ -84,9 +84,10 @@ impl Compression {
                 let mut enc = zstd::Encoder::new(out, self.level)?;
                 enc.include_checksum(false)?;
                 enc.include_contentsize(false)?;
-                Encoder::Zstd(enc)
+                Inner::Zstd(enc)
             }
-        })
+        };
+        Ok(Encoder::new(self.codec, inner))
     }
 }
 
@@ -100,39 +101,80 @@ impl std::fmt::Display for Compression {
     }
 }
 
-/// A compressing writer; `finish` ends the stream and gives the output back.
-pub enum Encoder<W: Write> {
+/// A compressing writer; `finish` ends the stream and gives the output back. Input is
+/// handed to the codec in blocks of exactly `FEED` bytes (the last one shorter), whatever
+/// sizes it arrives in: zlib-rs's output depends on how its input is split, so the split
+/// is fixed here.
+pub struct Encoder<W: Write> {
+    codec: Codec,
+    pending: Vec<u8>,
+    inner: Inner<W>,
+}
+
+/// Input block size given to the codecs.
+const FEED: usize = 128 << 10;
+
+enum Inner<W: Write> {
     None(W),
     Gzip(flate2::write::GzEncoder<W>),
     Zstd(zstd::Encoder<'static, W>),
 }
 
 impl<W: Write> Encoder<W> {
-    pub fn finish(self) -> Result<W> {
-        Ok(match self {
-            Encoder::None(w) => w,
-            Encoder::Gzip(e) => e.finish().context("cannot finish gzip stream")?,
-            Encoder::Zstd(e) => e.finish().context("cannot finish zstd stream")?,
+    fn new(codec: Codec, inner: Inner<W>) -> Self {
+        let capacity = if codec == Codec::None { 0 } else { FEED };
+        Encoder {
+            codec,
+            pending: Vec::with_capacity(capacity),
+            inner,
+        }
+    }
+
+    pub fn finish(mut self) -> Result<W> {
+        self.feed()?;
+        Ok(match self.inner {
+            Inner::None(w) => w,
+            Inner::Gzip(e) => e.finish().context("cannot finish gzip stream")?,
+            Inner::Zstd(e) => e.finish().context("cannot finish zstd stream")?,
         })
     }
 
     /// The output being written to.
     pub fn get_mut(&mut self) -> &mut W {
-        match self {
-            Encoder::None(w) => w,
-            Encoder::Gzip(e) => e.get_mut(),
-            Encoder::Zstd(e) => e.get_mut(),
+        match &mut self.inner {
+            Inner::None(w) => w,
+            Inner::Gzip(e) => e.get_mut(),
+            Inner::Zstd(e) => e.get_mut(),
         }
+    }
+
+    /// Hands the pending block to the codec.
+    fn feed(&mut self) -> std::io::Result<()> {
+        let block = &self.pending[..];
+        match &mut self.inner {
+            Inner::None(w) => w.write_all(block)?,
+            Inner::Gzip(e) => e.write_all(block)?,
+            Inner::Zstd(e) => e.write_all(block)?,
+        }
+        self.pending.clear();
+        Ok(())
     }
 }
 
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Encoder::None(w) => w.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
+        if self.codec == Codec::None {
+            return match &mut self.inner {
+                Inner::None(w) => w.write(buf),
+                _ => unreachable!("a codec without its encoder"),
+            };
         }
+        let n = buf.len().min(FEED - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == FEED {
+            self.feed()?;
+        }
+        Ok(n)
     }
 
     /// Does nothing: flushing an encoder would move block boundaries (see the top).
