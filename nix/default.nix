@@ -105,6 +105,16 @@ let
     chmod +x "$out"
   '' { preferLocalBuild = true; };
 
+  # passthru.copyTo: `copy-to DEST [--compress …] [--format …]` runs `stevedore copy` on
+  # an image, from `source` (a layered image's conf: no docker archive is written first).
+  copyToScript =
+    name: source:
+    finish (run "${name}-copy-to" ''
+      mkdir -p "$out/bin"
+      printf '#!%s\nexec %s copy %s "$@"\n' ${bash}/bin/bash ${helper} '${source}' > "$out/bin/copy-to"
+      chmod +x "$out/bin/copy-to"
+    '' { preferLocalBuild = true; }) { } { mainProgram = "copy-to"; };
+
   run =
     name: script: extra:
     derivation (
@@ -206,6 +216,7 @@ let
       // {
         inherit imageTag conf streamScript;
         isExe = true;
+        copyTo = copyToScript baseName conf;
       }
     ) meta
   );
@@ -225,7 +236,7 @@ let
       '' { };
     in
     finish (image // { inherit (stream) imageName; }) {
-      inherit (stream) imageTag;
+      inherit (stream) imageTag copyTo;
       inherit stream;
     } meta
   );
@@ -385,6 +396,7 @@ let
     finish (result // { inherit imageTag; imageName = toLower name; }) {
       buildArgs = args;
       inherit layer imageTag;
+      copyTo = copyToScript baseName "docker-archive:${result}";
     } meta
   );
 
@@ -523,12 +535,16 @@ let
     in
     finish (run "${drv.name}-env.tar${ext}" ''
       stevedore build-layered ${stream.conf} --compressor ${compressor} -o "$out"
-    '' { }) { inherit (stream) imageTag; } { }
+    '' { }) { inherit (stream) imageTag copyTo; } { }
     // { inherit (stream) imageName; };
 
   # mergeImages: one archive holding all the images, compressed as the last one is.
   mergeImages =
-    images: run "merge-docker-images" ''stevedore merge-images -o "$out" ${concatStringsSep " " (map toString images)}'' { };
+    images:
+    let
+      merged = run "merge-docker-images" ''stevedore merge-images -o "$out" ${concatStringsSep " " (map toString images)}'' { };
+    in
+    finish merged { copyTo = copyToScript "merged" "docker-archive:${merged}"; } { };
 in
 {
   inherit streamLayeredImage buildLayeredImage buildImage exportImage fakeNss mergeImages;

@@ -1212,3 +1212,26 @@ fn regex_like_summary(logs: &[(String, String)]) -> bool {
             && line.ends_with(" s")
     })
 }
+
+#[test]
+fn every_image_has_a_copy_to_script() {
+    // passthru.copyTo: `copy-to DEST` runs `stevedore copy` on the image; a layered image
+    // copies from its conf (the script names the conf, not a docker archive).
+    let dir = tempfile::tempdir().unwrap();
+    for attr in ["stream-layered", "layered-image", "bash-image", "merged"] {
+        let script = build(&format!("{attr}.copyTo")).join("bin/copy-to");
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert_eq!(text.contains("-conf.json"), attr.contains("layered"), "{text}");
+        let layout = dir.path().join(attr);
+        run(Command::new(&script).arg(format!("oci:{}:v1", layout.display())));
+        let inspected: Value = serde_json::from_str(&stdout(
+            Command::new("skopeo")
+                .args(["inspect", "--config"])
+                .arg(format!("oci:{}:v1", layout.display())),
+        ))
+        .unwrap();
+        // A merged archive's first image is its first input's.
+        let image = archive(if attr == "merged" { "layered-image" } else { attr }, dir.path());
+        assert_eq!(inspected["rootfs"], config(&image)["rootfs"], "{attr}");
+    }
+}

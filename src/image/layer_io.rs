@@ -115,9 +115,19 @@ fn write_plain(layer: &Layer, out: &File) -> Result<Produced> {
     })
 }
 
-/// A stored blob copied as it is, hashed on the way; its diff_id known or decoded.
+/// A stored blob copied as it is (in the kernel when its descriptor is known, else
+/// hashed on the way); its diff_id known or decoded.
 fn copy_stored(layer: &Layer, out: &File) -> Result<Produced> {
     let mut at = OffsetSink::at(out, 0);
+    if let (Some(blob), Some(diff_id)) = (&layer.blob, &layer.diff_id) {
+        emit(layer, &mut at)?;
+        at.flush()?;
+        return Ok(Produced {
+            diff_id: diff_id.clone(),
+            digest: blob.descriptor.digest.clone(),
+            size: blob.descriptor.size,
+        });
+    }
     let mut hashing = Hashing::new(&mut at);
     emit(layer, &mut hashing)?;
     hashing.flush()?;
