@@ -115,24 +115,23 @@ fn write_plain(layer: &Layer, out: &File) -> Result<Produced> {
     })
 }
 
-/// A stored blob copied as it is (in the kernel when its descriptor is known, else
-/// hashed on the way); its diff_id known or decoded.
+/// A stored blob copied as it is, hashed on the way (and checked against its descriptor,
+/// when it has one); its diff_id known or decoded.
 fn copy_stored(layer: &Layer, out: &File) -> Result<Produced> {
     let mut at = OffsetSink::at(out, 0);
-    if let (Some(blob), Some(diff_id)) = (&layer.blob, &layer.diff_id) {
-        emit(layer, &mut at)?;
-        at.flush()?;
-        return Ok(Produced {
-            diff_id: diff_id.clone(),
-            digest: blob.descriptor.digest.clone(),
-            size: blob.descriptor.size,
-        });
-    }
     let mut hashing = Hashing::new(&mut at);
     emit(layer, &mut hashing)?;
     hashing.flush()?;
     let size = hashing.count;
     let blob_digest = hashing.finish();
+    if let Some(blob) = &layer.blob {
+        if blob.descriptor.digest != blob_digest {
+            anyhow::bail!(
+                "blob {} does not match its digest (its bytes hash to {blob_digest})",
+                blob.descriptor.digest
+            );
+        }
+    }
     let diff_id = match &layer.diff_id {
         Some(d) => d.clone(),
         None => digest(layer)?,
