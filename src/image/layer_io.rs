@@ -6,7 +6,7 @@ use super::compress::{self, Codec, Compression, Encoder};
 use super::digest::Digest;
 use super::model::{Layer, Source};
 use crate::tar::sink::{read_chunks, Discard, Hashing, OffsetSink, Sink};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::Digest as _;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -79,15 +79,22 @@ pub struct Produced {
 /// what comes out. A source already stored with the asked codec is copied as it is.
 pub fn produce_blob(layer: &Layer, compression: Compression, out: &File) -> Result<Produced> {
     let stored = layer.source.codec();
-    if compression.codec == Codec::None {
-        return write_plain(layer, out);
+    let produced = if compression.codec == Codec::None {
+        write_plain(layer, out)?
+    } else if stored == compression.codec {
+        copy_stored(layer, out)?
+    } else {
+        let mut sink = BlobSink::new(compression, out)?;
+        emit_uncompressed(layer, &mut sink)?;
+        sink.finish()?
+    };
+    match &layer.diff_id {
+        Some(known) if *known != produced.diff_id => bail!(
+            "its uncompressed bytes hash to {}, not to the diff_id {known}",
+            produced.diff_id
+        ),
+        _ => Ok(produced),
     }
-    if stored == compression.codec {
-        return copy_stored(layer, out);
-    }
-    let mut sink = BlobSink::new(compression, out)?;
-    emit_uncompressed(layer, &mut sink)?;
-    sink.finish()
 }
 
 /// The uncompressed layer as the blob (its digest is the diff_id); copied in the kernel
@@ -126,7 +133,7 @@ fn copy_stored(layer: &Layer, out: &File) -> Result<Produced> {
     let blob_digest = hashing.finish();
     if let Some(blob) = &layer.blob {
         if blob.descriptor.digest != blob_digest {
-            anyhow::bail!(
+            bail!(
                 "blob {} does not match its digest (its bytes hash to {blob_digest})",
                 blob.descriptor.digest
             );
