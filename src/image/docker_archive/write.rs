@@ -10,11 +10,11 @@
 //! `write_file` lays the archive out in advance (every size is known from metadata) and
 //! lets threads write their layers straight into place, hashing those it must.
 
-use super::ahead::{digest, emit, Gathered, Hashes};
-use super::compress::Codec;
-use super::config;
-use super::digest::Digest;
-use super::model::{Image, Layer};
+use crate::image::ahead::{digest, emit, Gathered, Hashes};
+use crate::image::compress::Codec;
+use crate::image::config;
+use crate::image::digest::Digest;
+use crate::image::model::{Image, Layer};
 use crate::tar::pyheader::TarInfo;
 use crate::tar::sink::{write_zeros, Hashing, OffsetSink, Sink, WriteSink};
 use crate::tar::{padded, BLOCK, RECORD};
