@@ -10,7 +10,7 @@ use super::compress::{self, Codec};
 use super::docker_archive::{Archive, Compressor};
 use crate::tar::gnu::{self, Content, Item};
 use crate::tar::kind;
-use crate::tar::reader::{self, Member};
+use crate::tar::reader;
 use crate::tar::tree::{Key, Tree};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -64,30 +64,40 @@ pub fn merge(
     opened.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tree = Tree::default();
     for (_, input, archive) in &opened {
-        let files = extracted(archive.members(), archive.file(), umask)
-            .with_context(|| format!("{}", input.display()))?;
+        let files = extracted(archive, umask).with_context(|| format!("{}", input.display()))?;
         tree.add_missing(files);
     }
     let spill = tempfile::NamedTempFile::new()?;
+    let merged = [
+        ("manifest.json", jq_add(&manifests)),
+        ("repositories", jq_add(&repositories)),
+    ];
+    add_files(&mut tree, &merged, &spill, 0o644 & !umask)?;
+    let items = tree.into_items(dir_item(0o755 & !umask), b"");
+    gnu::write_items(&items, mtime, out)?;
+    Ok(compressor)
+}
+
+/// Adds top-level files of these names and texts, the texts written into `spill`.
+fn add_files(
+    tree: &mut Tree,
+    files: &[(&str, String)],
+    spill: &tempfile::NamedTempFile,
+    mode: u32,
+) -> Result<()> {
     let mut offset = 0;
     let mut file = spill.as_file();
-    for (name, docs) in [
-        ("manifest.json", &manifests),
-        ("repositories", &repositories),
-    ] {
-        let text = jq_add(docs);
+    for (name, text) in files {
         file.write_all(text.as_bytes())?;
         let item = Item {
             size: text.len() as u64,
             content: Content::Range(spill.path().to_path_buf(), offset),
-            ..file_item(0o644 & !umask)
+            ..file_item(mode)
         };
         offset += text.len() as u64;
         tree.insert(vec![name.as_bytes().to_vec()], item);
     }
-    let items = tree.into_items(dir_item(0o755 & !umask), b"");
-    gnu::write_items(&items, mtime, out)?;
-    Ok(compressor)
+    Ok(())
 }
 
 /// `jq -s add` of the documents: arrays concatenated, objects merged (later keys win),
@@ -123,9 +133,10 @@ fn file_item(mode: u32) -> Item {
 
 /// An input's files as `tar -x` leaves them, to be copied with `cp -R --update=none`:
 /// modes less the umask, owners root, `manifest.json` and `repositories` left out.
-fn extracted(members: &[Member], file: &Path, umask: u32) -> Result<Tree> {
+fn extracted(archive: &Archive, umask: u32) -> Result<Tree> {
+    let file = archive.file();
     let mut tree = Tree::default();
-    for m in members {
+    for m in archive.members() {
         let name = reader::shown(&m.info.name);
         let key: Key = reader::components(&m.info.name);
         if key.is_empty() || key.iter().any(|p| p == b"..") {
