@@ -6,13 +6,13 @@
 //! transport.
 
 use crate::image::compress::Compression;
-use crate::image::descriptor::Platform;
+use crate::image::docker_archive::Archive;
 use crate::image::layer_io::produce_blob;
 use crate::image::media::Format;
-use crate::image::model::{ArchiveLayout, Config, Image, Source};
+use crate::image::model::{Image, Source};
 use crate::image::oci::{self, Blobs, WriteOptions};
 use crate::image::output::write_atomically;
-use crate::image::{base, conf::Conf, docker_archive, layered};
+use crate::image::{conf::Conf, docker_archive, layered};
 use crate::tar::gnu::{self, Content, Item};
 use crate::tar::kind;
 use anyhow::{bail, Context, Result};
@@ -115,48 +115,16 @@ pub fn read(source: &Location) -> Result<Read> {
     Ok(Read { image, _keep: keep })
 }
 
-/// The image of a docker archive named `name` (or its first).
-fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<(Image, base::BaseImage)> {
-    let loaded = base::load_tagged(path, name)?;
-    let what = || format!("docker-archive:{}", path.display());
-    let (plain, _spill) = base::plain_tar(path).with_context(what)?;
-    let members = crate::tar::reader::list(&plain).with_context(what)?;
-    let manifest = base::read_json(&plain, &members, "manifest.json").with_context(what)?;
-    let entry = manifest
-        .as_array()
-        .and_then(|l| match name {
-            Some(n) => l.iter().find(|e| {
-                e["RepoTags"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|x| x == n))
-            }),
-            None => l.first(),
-        })
-        .with_context(what)?;
-    let config_name = entry["Config"].as_str().with_context(what)?;
-    let member = crate::tar::reader::find(&members, config_name).with_context(what)?;
-    let config = crate::tar::reader::read_member(&plain, member).with_context(what)?;
-    let parsed: serde_json::Value = serde_json::from_slice(&config).with_context(what)?;
-    let repo_tags = entry["RepoTags"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut loaded = loaded;
-    let image = Image {
-        config: Config::Bytes(config),
-        layers: std::mem::take(&mut loaded.layers),
-        platform: Platform::of_config(&parsed),
-        repo_tags,
-        archive: ArchiveLayout {
-            mtime: 0,
-            headers: loaded.headers.iter().cloned().map(Some).collect(),
-        },
+/// The image of a docker archive named `name` (or its first), and the archive, which
+/// keeps a decompressed copy alive while the layers are read.
+fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<(Image, Archive)> {
+    let read = || -> Result<(Image, Archive)> {
+        let archive = Archive::open(path)?;
+        let entry = archive.entry(name)?;
+        let config = archive.config(&entry)?;
+        Ok((archive.image(&entry, config)?, archive))
     };
-    Ok((image, loaded))
+    read().with_context(|| format!("docker-archive:{}", path.display()))
 }
 
 /// Writes `image` to `dest`.

@@ -1221,7 +1221,11 @@ fn every_image_has_a_copy_to_script() {
     for attr in ["stream-layered", "layered-image", "bash-image", "merged"] {
         let script = build(&format!("{attr}.copyTo")).join("bin/copy-to");
         let text = std::fs::read_to_string(&script).unwrap();
-        assert_eq!(text.contains("-conf.json"), attr.contains("layered"), "{text}");
+        assert_eq!(
+            text.contains("-conf.json"),
+            attr.contains("layered"),
+            "{text}"
+        );
         let layout = dir.path().join(attr);
         run(Command::new(&script).arg(format!("oci:{}:v1", layout.display())));
         let inspected: Value = serde_json::from_str(&stdout(
@@ -1231,7 +1235,14 @@ fn every_image_has_a_copy_to_script() {
         ))
         .unwrap();
         // A merged archive's first image is its first input's.
-        let image = archive(if attr == "merged" { "layered-image" } else { attr }, dir.path());
+        let image = archive(
+            if attr == "merged" {
+                "layered-image"
+            } else {
+                attr
+            },
+            dir.path(),
+        );
         assert_eq!(inspected["rootfs"], config(&image)["rootfs"], "{attr}");
     }
 }

@@ -6,8 +6,7 @@
 //! (`--sort=name --owner=0 --group=0`, read-only modes, names without `./`).
 
 use super::attrs;
-use crate::image::base::{plain_tar, read_json, resolve};
-use crate::image::docker_archive::{self, Compressor};
+use crate::image::docker_archive::{self, Archive, Compressor};
 use crate::image::hashing::sha256_hex;
 use crate::image::jsonfmt;
 use crate::image::output::write_atomically;
@@ -15,25 +14,24 @@ use crate::store::Graph;
 use crate::tar::gnu::{self, Content, GnuOptions, Item};
 use crate::tar::kind;
 use crate::tar::reader::{self, Member};
+use crate::tar::tree::{Key, Tree};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-type Key = Vec<Vec<u8>>;
-type Files = BTreeMap<Key, Item>;
 
 /// A base image, unpacked in memory.
 struct Base {
     /// Member names (without `./`) to their items, as `tar -xp` would leave them.
-    files: BTreeMap<Key, Item>,
+    files: Tree,
     layers: Vec<String>,
     env: Vec<Value>,
     parent: String,
     /// Every path of every `*/layer.tar`, as nixpkgs' `ls_tar` prints them.
     paths: BTreeSet<Vec<u8>>,
-    _spill: Option<tempfile::NamedTempFile>,
+    /// Keeps a decompressed copy alive while the files are read.
+    _archive: Archive,
 }
 
 /// Runs the step: reads `.attrs.json`, writes `outputs.out`; errors name the file.
@@ -157,32 +155,21 @@ fn load_base(path: &Path) -> Result<Base> {
 }
 
 fn read_base(path: &Path) -> Result<Base> {
-    let (plain, spill) = plain_tar(path)?;
-    let members = reader::list(&plain).context("not a tar archive")?;
-    let read = |n: &str| read_json(&plain, &members, n).context("bad metadata");
-    let manifest = read("manifest.json").context("not a docker archive")?;
-    let first = &manifest[0];
-    let config_name = first["Config"].as_str().context("manifest has no Config")?;
-    let layers: Vec<String> = first["Layers"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let env = read(config_name)?["config"]["Env"]
+    let archive = Archive::open(path)?;
+    let entry = archive.entry(None)?;
+    let env = archive.config(&entry)?.container["Env"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     // nixpkgs' image step never sees fromImageName/fromImageTag (only fromImage and
     // baseJson reach it), so the parent is always the first image's config id.
+    let config_name = &entry.config;
     let parent = config_name
         .strip_suffix(".json")
         .unwrap_or(config_name)
         .to_string();
-    let (files, paths) = base_files(&members, &plain)?;
-    for l in &layers {
+    let (files, paths) = base_files(&archive)?;
+    for l in &entry.layers {
         if files
             .get(&key_of(l.as_bytes()))
             .is_none_or(|f: &Item| f.kind != kind::REG)
@@ -192,56 +179,42 @@ fn read_base(path: &Path) -> Result<Base> {
     }
     Ok(Base {
         files,
-        layers,
+        layers: entry.layers,
         env,
         parent,
         paths,
-        _spill: spill,
+        _archive: archive,
     })
 }
 
 /// The base's files as `tar -xp` leaves them (metadata files left out), and every path
 /// of its layers.
-fn base_files(members: &[Member], plain: &Path) -> Result<(Files, BTreeSet<Vec<u8>>)> {
-    let mut files = BTreeMap::new();
+fn base_files(archive: &Archive) -> Result<(Tree, BTreeSet<Vec<u8>>)> {
+    let mut files = Tree::default();
     let mut paths = BTreeSet::new();
-    for m in members {
+    for m in archive.members() {
         let key = key_of(&m.info.name);
         if key.is_empty()
             || (key.len() == 1 && (key[0].ends_with(b".json") || key[0] == b"repositories"))
         {
             continue;
         }
-        for depth in 1..key.len() {
-            files
-                .entry(key[..depth].to_vec())
-                .or_insert_with(|| owned_dir(0o755));
-        }
-        let item = base_item(m, plain)?;
+        let item = base_item(m, archive.file())?;
         if key.len() == 2 && key[1] == b"layer.tar" {
-            paths.extend(ls_tar(&layer_members(members, m, plain)?));
+            paths.extend(ls_tar(&layer_members(archive, m)?));
         }
-        files.insert(key, item);
+        files.insert_with_parents(key, item, &owned_dir(0o755));
     }
     Ok((files, paths))
 }
 
-/// The members of a base layer (`*/layer.tar`), errors naming it.
-fn layer_members(members: &[Member], m: &Member, file: &Path) -> Result<Vec<Member>> {
-    let (file, offset, size) = resolve_layer(members, m, file)?;
-    reader::list_range(&file, offset, size)
-        .with_context(|| format!("member {}", reader::shown(&m.info.name)))
-}
-
-/// A layer member's bytes: itself, or the member a symlink (skopeo's layout) points to.
-fn resolve_layer(members: &[Member], m: &Member, file: &Path) -> Result<(PathBuf, u64, u64)> {
+/// The members of a base layer (`*/layer.tar`, or the member a symlink of skopeo's
+/// layout points to), errors naming it.
+fn layer_members(archive: &Archive, m: &Member) -> Result<Vec<Member>> {
+    let in_member = || format!("member {}", reader::shown(&m.info.name));
     let name = String::from_utf8_lossy(&m.info.name).into_owned();
-    let t = resolve(members, &name)
-        .with_context(|| format!("member {}: dangling symlink", reader::shown(&m.info.name)))?;
-    if !reader::has_data(t.info.kind) {
-        bail!("member {}: not a file", reader::shown(&t.info.name));
-    }
-    Ok((file.to_path_buf(), t.data_offset, t.info.size))
+    let t = archive.layer_member(&name).with_context(in_member)?;
+    reader::list_range(archive.file(), t.data_offset, t.info.size).with_context(in_member)
 }
 
 fn owned_dir(mode: u32) -> Item {
@@ -249,21 +222,12 @@ fn owned_dir(mode: u32) -> Item {
 }
 
 fn base_item(m: &Member, file: &Path) -> Result<Item> {
-    let mode = m.info.mode & 0o7777;
+    let item = Item::of_member(m, file).owned_by_root();
     Ok(match m.info.kind {
-        kind::DIR => owned_dir(mode),
+        kind::DIR | kind::REG | 0 => item,
         kind::SYMLINK => Item {
-            kind: kind::SYMLINK,
             mode: 0o777,
-            link: m.info.linkname.clone(),
-            ..owned_dir(0)
-        },
-        kind::REG | 0 => Item {
-            kind: kind::REG,
-            mode,
-            size: m.info.size,
-            content: Content::Range(file.to_path_buf(), m.data_offset),
-            ..owned_dir(0)
+            ..item
         },
         other => bail!(
             "member {} has unsupported type {:?}",
@@ -365,20 +329,10 @@ fn assemble(
     );
     json.insert("id".into(), json!(layer_id));
     json.insert("Size".into(), json!(std::fs::metadata(&layer_tar)?.len()));
-    let mut files: BTreeMap<Key, Item> = BTreeMap::new();
-    if let Some(b) = base {
-        for (k, v) in &b.files {
-            files.insert(
-                k.clone(),
-                Item {
-                    mode: if v.kind == kind::SYMLINK {
-                        0o777
-                    } else {
-                        read_only(v.mode)
-                    },
-                    ..v.clone()
-                },
-            );
+    let mut files = base.map(|b| b.files.clone()).unwrap_or_default();
+    for (_, item) in files.iter_mut() {
+        if item.kind != kind::SYMLINK {
+            item.mode = read_only(item.mode);
         }
     }
     let layer_dir = layer_id.as_bytes().to_vec();
@@ -423,20 +377,7 @@ fn assemble(
         add_file(&mut files, vec![file.as_bytes().to_vec()], &path)?;
     }
     files.insert(vec![layer_dir], owned_dir(0o555));
-    let mut items = vec![Item {
-        name: b"./".to_vec(),
-        ..owned_dir(0o555)
-    }];
-    for (key, item) in files {
-        let mut member = key.join(&b'/');
-        if item.kind == kind::DIR {
-            member.push(b'/');
-        }
-        items.push(Item {
-            name: member,
-            ..item
-        });
-    }
+    let items = files.into_items(owned_dir(0o555), b"");
     let image = work.join("image.tar");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&image)?);
     gnu::write_items(&items, mtime, &mut out)?;
@@ -445,7 +386,7 @@ fn assemble(
 }
 
 /// A read-only (0444) regular file of the image, root's.
-fn add_file(files: &mut BTreeMap<Key, Item>, key: Key, path: &Path) -> Result<()> {
+fn add_file(files: &mut Tree, key: Key, path: &Path) -> Result<()> {
     let size = std::fs::metadata(path)?.len();
     files.insert(
         key,

@@ -133,7 +133,7 @@ fn store_layers(
     }
     let max_layers = attrs["maxLayers"].as_u64().unwrap_or(100) as usize;
     let base_layers = match from_image {
-        Some(path) => base::load(std::path::Path::new(path))?.layers.len(),
+        Some(path) => base::load(std::path::Path::new(path))?.image.layers.len(),
         None => 0,
     };
     let used = 1 + base_layers;

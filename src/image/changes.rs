@@ -6,6 +6,7 @@
 //! Run both steps under the same fakeroot session: the owners it reports are the ones
 //! compared and kept.
 
+use crate::tar::tree::path as join;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,12 +105,6 @@ pub fn load(file: &Path) -> Result<Tree> {
         &std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?,
     )?;
     Ok(list.into_iter().collect())
-}
-
-fn join(root: &Path, key: &[Vec<u8>]) -> PathBuf {
-    key.iter().fold(root.to_path_buf(), |p, c| {
-        p.join(std::ffi::OsStr::from_bytes(c))
-    })
 }
 
 /// Writes into `layer` what changed under `root` since `before`.

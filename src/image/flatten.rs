@@ -9,28 +9,48 @@
 //! own layers name members `/nix/store/...`).
 
 use super::base;
+use super::compress::Codec;
+use super::docker_archive::read::decompress;
 use super::model::Source;
 use crate::tar::gnu::{self, Content, Item};
 use crate::tar::kind;
 use crate::tar::reader::{self, Member};
+use crate::tar::tree::{self, Key, Tree};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-type Key = Vec<Vec<u8>>;
-
 /// An image's flattened root filesystem, read and checked, ready to be written.
 pub struct Flat {
-    tree: BTreeMap<Key, Item>,
+    tree: Tree,
     /// Decompressed copies the entries' contents are read from.
     _spills: Vec<tempfile::NamedTempFile>,
 }
 
 /// Reads the root filesystem of `archive` (the image tagged `repo_tag`, or the first).
 pub fn load(archive: &Path, repo_tag: Option<&str>) -> Result<Flat> {
-    let (tree, spills) = flatten(archive, repo_tag)?;
+    let image = base::load_tagged(archive, repo_tag)?;
+    let mut tree = Tree::default();
+    let mut spills = Vec::new();
+    for layer in &image.image.layers {
+        let Source::File {
+            path,
+            offset,
+            len,
+            codec,
+        } = &layer.source
+        else {
+            continue;
+        };
+        let in_layer = || format!("base image {}: {}", archive.display(), layer.what);
+        let (file, start, len, spill) =
+            layer_tar(path, *offset, *len, *codec).with_context(in_layer)?;
+        spills.extend(spill);
+        let members = reader::list_range(&file, start, len).with_context(in_layer)?;
+        apply_layer(&mut tree, &members, &file).with_context(in_layer)?;
+    }
+    spills.extend(image.into_spill());
     Ok(Flat {
         tree,
         _spills: spills,
@@ -40,58 +60,17 @@ pub fn load(archive: &Path, repo_tag: Option<&str>) -> Result<Flat> {
 impl Flat {
     /// Writes the root filesystem as one tar to `out`, every entry with `mtime`.
     pub fn write(mut self, mtime: i64, out: &mut dyn Write) -> Result<()> {
-        let root = self
-            .tree
-            .remove(&Vec::new())
-            .unwrap_or_else(|| dir_item(0o755));
-        let mut items = vec![Item {
-            name: b"./".to_vec(),
-            ..root
-        }];
-        for (key, item) in std::mem::take(&mut self.tree) {
-            let mut name = b"./".to_vec();
-            name.extend(key.join(&b'/'));
-            if item.kind == kind::DIR {
-                name.push(b'/');
-            }
-            items.push(Item { name, ..item });
-        }
+        let items = std::mem::take(&mut self.tree).into_items(dir_item(0o755), b"./");
         gnu::write_items(&items, mtime, out)?;
         Ok(())
     }
 }
 
-/// The image's root filesystem: every path (as components) to its entry; keep the
-/// returned temporary files while the entries' contents are read.
-pub fn flatten(
-    archive: &Path,
-    repo_tag: Option<&str>,
-) -> Result<(BTreeMap<Key, Item>, Vec<tempfile::NamedTempFile>)> {
-    let image = base::load_tagged(archive, repo_tag)?;
-    let mut tree: BTreeMap<Key, Item> = BTreeMap::new();
-    let mut spills = Vec::new();
-    for layer in &image.layers {
-        let Source::File {
-            path, offset, len, ..
-        } = &layer.source
-        else {
-            continue;
-        };
-        let in_layer = || format!("base image {}: {}", archive.display(), layer.what);
-        let (file, start, len, spill) = layer_tar(path, *offset, *len).with_context(in_layer)?;
-        spills.extend(spill);
-        let members = reader::list_range(&file, start, len).with_context(in_layer)?;
-        apply_layer(&mut tree, &members, &file).with_context(in_layer)?;
-    }
-    spills.extend(image.into_spill());
-    Ok((tree, spills))
-}
-
 /// Writes the image's root filesystem into `dest` (owners set with chown, so under
 /// fakeroot they are recorded); directories get their modes last.
 pub fn unpack(archive: &Path, repo_tag: Option<&str>, dest: &Path) -> Result<()> {
-    let (tree, _spills) = flatten(archive, repo_tag)?;
-    write_tree(&tree, dest).with_context(|| {
+    let flat = load(archive, repo_tag)?;
+    write_tree(&flat.tree, dest).with_context(|| {
         format!(
             "base image {}: cannot unpack into {}",
             archive.display(),
@@ -100,15 +79,13 @@ pub fn unpack(archive: &Path, repo_tag: Option<&str>, dest: &Path) -> Result<()>
     })
 }
 
-fn write_tree(tree: &BTreeMap<Key, Item>, dest: &Path) -> Result<()> {
+fn write_tree(tree: &Tree, dest: &Path) -> Result<()> {
     use std::os::unix::fs::{lchown, PermissionsExt};
     std::fs::create_dir_all(dest)?;
     let mut dirs = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
-    for (key, item) in tree {
-        let path = key.iter().fold(dest.to_path_buf(), |p, c| {
-            p.join(std::ffi::OsStr::from_bytes(c))
-        });
+    for (key, item) in tree.iter() {
+        let path = tree::path(dest, key);
         match item.kind {
             kind::DIR => {
                 std::fs::create_dir_all(&path)
@@ -139,7 +116,7 @@ fn write_tree(tree: &BTreeMap<Key, Item>, dest: &Path) -> Result<()> {
         lchown(&path, Some(item.uid as u32), Some(item.gid as u32))
             .with_context(|| format!("{}: cannot chown", path.display()))?;
     }
-    if let Some(root) = tree.get(&Vec::new()) {
+    if let Some(root) = tree.get(&[]) {
         dirs.push((dest.to_path_buf(), root.mode));
     }
     for (dir, mode) in dirs.into_iter().rev() {
@@ -153,20 +130,16 @@ fn layer_tar(
     path: &Path,
     offset: u64,
     size: u64,
+    codec: Codec,
 ) -> Result<(PathBuf, u64, u64, Option<tempfile::NamedTempFile>)> {
-    use std::os::unix::fs::FileExt;
-    let mut magic = [0u8; 4];
-    let n = std::fs::File::open(path)?.read_at(&mut magic, offset)?;
-    let n = n.min(size as usize);
-    if base::compression(&magic[..n]) == base::Compression::Plain {
+    if codec == Codec::None {
         return Ok((path.to_path_buf(), offset, size, None));
     }
-    let mut blob = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
-    let mut buf = vec![0u8; 1 << 20];
-    crate::tar::io::copy_range(path, offset, size, blob.as_file_mut(), &mut buf)?;
-    let (plain, spill) = base::plain_tar(blob.path())?;
-    let len = std::fs::metadata(&plain)?.len();
-    Ok((plain, 0, len, spill.or(Some(blob))))
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let spill = decompress(codec, file.take(size))?;
+    let len = spill.as_file().metadata()?.len();
+    Ok((spill.path().to_path_buf(), 0, len, Some(spill)))
 }
 
 fn dir_item(mode: u32) -> Item {
@@ -193,34 +166,18 @@ fn key_of(name: &[u8]) -> Result<Key> {
     Ok(key)
 }
 
-fn remove_subtree(tree: &mut BTreeMap<Key, Item>, key: &Key) {
-    let doomed: Vec<Key> = tree
-        .range(key.clone()..)
-        .take_while(|(k, _)| k.starts_with(key))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in doomed {
-        tree.remove(&k);
-    }
-}
-
-fn apply_layer(tree: &mut BTreeMap<Key, Item>, members: &[Member], file: &Path) -> Result<()> {
-    let lower: Vec<Key> = tree.keys().cloned().collect();
+fn apply_layer(tree: &mut Tree, members: &[Member], file: &Path) -> Result<()> {
     for m in members {
         let key = key_of(&m.info.name)?;
-        let Some(base) = key.last() else { continue };
-        let parent = key[..key.len() - 1].to_vec();
+        let Some((base, parent)) = key.split_last() else {
+            continue;
+        };
         if base.as_slice() == b".wh..wh..opq" {
-            for k in lower
-                .iter()
-                .filter(|k| k.len() > parent.len() && k.starts_with(&parent))
-            {
-                tree.remove(k);
-            }
+            tree.remove_below(parent);
         } else if let Some(hidden) = base.strip_prefix(b".wh.") {
-            let mut target = parent.clone();
+            let mut target = parent.to_vec();
             target.push(hidden.to_vec());
-            remove_subtree(tree, &target);
+            tree.remove_subtree(&target);
         }
     }
     for m in members {
@@ -232,55 +189,40 @@ fn apply_layer(tree: &mut BTreeMap<Key, Item>, members: &[Member], file: &Path) 
         if key.is_empty() && m.info.kind != kind::DIR {
             bail!("member {name:?} would replace the root directory");
         }
-        for depth in 1..key.len() {
-            match tree.get(&key[..depth]) {
-                Some(p) if p.kind == kind::SYMLINK => bail!(
-                    "member {name:?} goes through the symlink /{}",
-                    String::from_utf8_lossy(&key[..depth].join(&b'/'))
-                ),
-                Some(p) if p.kind != kind::DIR => bail!("member {name:?} is below a non-directory"),
-                Some(_) => {}
-                None => {
-                    tree.insert(key[..depth].to_vec(), dir_item(0o755));
-                }
-            }
-        }
+        check_parents(tree, &key, &name)?;
         let item = item_of(tree, m, file, &name)?;
         if item.kind != kind::DIR || tree.get(&key).is_some_and(|old| old.kind != kind::DIR) {
-            remove_subtree(tree, &key);
+            tree.remove_subtree(&key);
         }
-        tree.insert(key, item);
+        tree.insert_with_parents(key, item, &dir_item(0o755));
     }
     Ok(())
 }
 
-fn item_of(tree: &BTreeMap<Key, Item>, m: &Member, file: &Path, name: &str) -> Result<Item> {
-    let i = &m.info;
-    let mut item = Item {
-        name: Vec::new(),
-        content: Content::None,
-        kind: i.kind,
-        mode: i.mode & 0o7777,
-        uid: i.uid,
-        gid: i.gid,
-        uname: i.uname.clone(),
-        gname: i.gname.clone(),
-        size: 0,
-        link: Vec::new(),
-        dev: (0, 0),
-    };
-    match i.kind {
-        kind::REG | 0 | b'7' => {
-            item.kind = kind::REG;
-            item.size = i.size;
-            item.content = Content::Range(file.to_path_buf(), m.data_offset);
+/// Refuses a member below a symlink or a non-directory of the image.
+fn check_parents(tree: &Tree, key: &[Vec<u8>], name: &str) -> Result<()> {
+    for depth in 1..key.len() {
+        match tree.get(&key[..depth]) {
+            Some(p) if p.kind == kind::SYMLINK => bail!(
+                "member {name:?} goes through the symlink /{}",
+                String::from_utf8_lossy(&key[..depth].join(&b'/'))
+            ),
+            Some(p) if p.kind != kind::DIR => bail!("member {name:?} is below a non-directory"),
+            _ => {}
         }
-        kind::DIR | kind::FIFO => {}
+    }
+    Ok(())
+}
+
+fn item_of(tree: &Tree, m: &Member, file: &Path, name: &str) -> Result<Item> {
+    let i = &m.info;
+    match i.kind {
+        kind::REG | 0 | b'7' | kind::DIR | kind::FIFO => {}
         kind::SYMLINK if i.linkname.is_empty() => bail!("member {name:?} is a symlink to nothing"),
         kind::SYMLINK if i.linkname.len() > PATH_MAX => {
             bail!("member {name:?} is a symlink to a target over {PATH_MAX} bytes")
         }
-        kind::SYMLINK => item.link = i.linkname.clone(),
+        kind::SYMLINK => {}
         b'1' => {
             let target = key_of(&i.linkname)?;
             let t = tree
@@ -297,5 +239,5 @@ fn item_of(tree: &BTreeMap<Key, Item>, m: &Member, file: &Path, name: &str) -> R
         kind::CHAR | kind::BLOCK => bail!("member {name:?} is a device node"),
         other => bail!("member {name:?} has unsupported type {:?}", other as char),
     }
-    Ok(item)
+    Ok(Item::of_member(m, file))
 }

@@ -7,85 +7,35 @@
 //! as 64-bit integers and reals as doubles (`%.17g`), and refuses integers outside
 //! 64 bits ("too big integer") and reals that overflow ("real number overflow").
 
+use super::json::{self, Dialect};
 use anyhow::{bail, Result};
 use serde_json::Value;
 use std::fmt::Write;
 
-/// Output conventions of one tool.
-#[derive(Clone, Copy)]
-struct Style {
-    indent: usize,
-    escape_slash: bool,
-    number: fn(&str) -> Result<String>,
-}
-
 /// `jq .` output, with the trailing newline.
 pub fn jq(value: &Value) -> String {
-    let style = Style {
-        indent: 2,
-        escape_slash: false,
+    let dialect = Dialect {
+        indent: Some(2),
+        item_separator: ",",
+        key_separator: ": ",
+        string: jq_string,
         number: |text| Ok(jq_number(text)),
+        newline: true,
     };
-    let mut out = String::new();
-    // jq prints every number, so nothing here can fail.
-    let _ = write(&mut out, value, style, 0);
-    out.push('\n');
-    out
+    json::print(value, &dialect).expect("jq prints every number")
 }
 
 /// jshon output, with the trailing newline; an error for a number jansson refuses.
 pub fn jshon(value: &Value) -> Result<String> {
-    let style = Style {
-        indent: 1,
-        escape_slash: true,
+    let dialect = Dialect {
+        indent: Some(1),
+        item_separator: ",",
+        key_separator: ": ",
+        string: jshon_string,
         number: jshon_number,
+        newline: true,
     };
-    let mut out = String::new();
-    write(&mut out, value, style, 0)?;
-    out.push('\n');
-    Ok(out)
-}
-
-fn write(out: &mut String, value: &Value, style: Style, depth: usize) -> Result<()> {
-    let pad = |out: &mut String, d: usize| {
-        out.push('\n');
-        out.push_str(&" ".repeat(style.indent * d));
-    };
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&(style.number)(&n.to_string())?),
-        Value::String(s) => string(out, s, style),
-        Value::Array(a) if a.is_empty() => out.push_str("[]"),
-        Value::Object(o) if o.is_empty() => out.push_str("{}"),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, v) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                pad(out, depth + 1);
-                write(out, v, style, depth + 1)?;
-            }
-            pad(out, depth);
-            out.push(']');
-        }
-        Value::Object(o) => {
-            out.push('{');
-            for (i, (k, v)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                pad(out, depth + 1);
-                string(out, k, style);
-                out.push_str(": ");
-                write(out, v, style, depth + 1)?;
-            }
-            pad(out, depth);
-            out.push('}');
-        }
-    }
-    Ok(())
+    json::print(value, &dialect)
 }
 
 /// A JSON number as jq 1.6 prints it (`jvp_dtoa_fmt` of the double): the shortest
@@ -204,23 +154,27 @@ fn format_g17(x: f64) -> String {
     }
 }
 
-fn string(out: &mut String, s: &str, style: Style) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '/' if style.escape_slash => out.push_str("\\/"),
-            c if (c as u32) < 0x20 || (c as u32 == 0x7f && !style.escape_slash) => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+/// A string as jq prints it: raw UTF-8, control characters and DEL as `\u00XX`.
+fn jq_string(out: &mut String, s: &str) {
+    json::quote(out, s, |out, c| {
+        if (c as u32) < 0x20 || c == '\u{7f}' {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
         }
-    }
-    out.push('"');
+    });
+}
+
+/// A string as jansson prints it: raw UTF-8, `/` as `\/`, control characters as
+/// `\u00XX`.
+fn jshon_string(out: &mut String, s: &str) {
+    json::quote(out, s, |out, c| {
+        if c == '/' {
+            out.push_str("\\/");
+        } else if (c as u32) < 0x20 {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    });
 }

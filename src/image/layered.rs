@@ -28,9 +28,17 @@ pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<b
     let mut headers: Vec<Option<TarInfo>> = Vec::new();
     let mut history: Vec<Vec<String>> = Vec::new();
     if let Some(b) = &mut base {
-        for (layer, header) in std::mem::take(&mut b.layers).into_iter().zip(&b.headers) {
-            history.push(vec![String::from_utf8_lossy(&header.name).into_owned()]);
-            headers.push(Some(header.clone()));
+        let base_headers = std::mem::take(&mut b.image.archive.headers);
+        for (layer, header) in std::mem::take(&mut b.image.layers)
+            .into_iter()
+            .zip(base_headers)
+        {
+            let name = header
+                .as_ref()
+                .map(|h| h.name.as_slice())
+                .unwrap_or_default();
+            history.push(vec![String::from_utf8_lossy(name).into_owned()]);
+            headers.push(header);
             layers.push(layer);
         }
     }

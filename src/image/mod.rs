@@ -12,6 +12,7 @@ pub mod digest;
 pub mod docker_archive;
 pub mod flatten;
 pub mod hashing;
+pub mod json;
 pub mod jsonfmt;
 pub mod layer_io;
 pub mod layered;

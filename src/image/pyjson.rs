@@ -2,65 +2,22 @@
 //! (ensure_ascii, `": "` and `","` separators, no trailing newline), and Python's
 //! `repr()` of a list of strings, for the image config and manifest nixpkgs writes.
 
+use super::json::{self, Dialect};
 use serde_json::Value;
 use std::fmt::Write;
 
 /// `json.dumps(value, indent=indent)`; `None` gives the compact one-line form.
 pub fn dumps(value: &Value, indent: Option<usize>) -> String {
-    let mut out = String::new();
-    write_value(&mut out, value, indent, 0);
-    out
-}
-
-fn write_value(out: &mut String, value: &Value, indent: Option<usize>, depth: usize) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&number(&n.to_string())),
-        Value::String(s) => out.push_str(&string(s)),
-        Value::Array(items) if items.is_empty() => out.push_str("[]"),
-        Value::Object(map) if map.is_empty() => out.push_str("{}"),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                separator(out, i, indent, depth + 1);
-                write_value(out, item, indent, depth + 1);
-            }
-            close(out, ']', indent, depth);
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                separator(out, i, indent, depth + 1);
-                out.push_str(&string(key));
-                out.push_str(": ");
-                write_value(out, item, indent, depth + 1);
-            }
-            close(out, '}', indent, depth);
-        }
-    }
-}
-
-fn separator(out: &mut String, i: usize, indent: Option<usize>, depth: usize) {
-    match indent {
-        Some(n) => {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('\n');
-            out.push_str(&" ".repeat(n * depth));
-        }
-        None if i > 0 => out.push_str(", "),
-        None => {}
-    }
-}
-
-fn close(out: &mut String, bracket: char, indent: Option<usize>, depth: usize) {
-    if let Some(n) = indent {
-        out.push('\n');
-        out.push_str(&" ".repeat(n * depth));
-    }
-    out.push(bracket);
+    let dialect = Dialect {
+        indent,
+        // Python's separators: `","` when indenting, `", "` otherwise.
+        item_separator: if indent.is_some() { "," } else { ", " },
+        key_separator: ": ",
+        string: |out, s| out.push_str(&string(s)),
+        number: |text| Ok(number(text)),
+        newline: false,
+    };
+    json::print(value, &dialect).expect("Python prints every number")
 }
 
 /// A JSON number as Python prints what it parsed: integers verbatim, floats by `repr`.
@@ -103,26 +60,15 @@ pub fn float_repr(x: f64) -> String {
 /// A JSON string literal with Python's ensure_ascii escaping.
 pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04x}");
-                }
+    json::quote(&mut out, s, |out, c| match c {
+        ' '..='~' => out.push(c),
+        _ => {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
             }
         }
-    }
-    out.push('"');
+    });
     out
 }
 

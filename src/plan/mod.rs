@@ -34,12 +34,5 @@ pub fn plan(
 
 /// Formats layers as Python's `json.dumps` prints a list of lists of strings.
 pub fn to_json(layers: &[Vec<String>]) -> String {
-    let inner: Vec<String> = layers
-        .iter()
-        .map(|l| {
-            let paths: Vec<String> = l.iter().map(|p| crate::image::pyjson::string(p)).collect();
-            format!("[{}]", paths.join(", "))
-        })
-        .collect();
-    format!("[{}]", inner.join(", "))
+    crate::image::pyjson::dumps(&serde_json::json!(layers), None)
 }

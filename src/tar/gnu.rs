@@ -8,6 +8,7 @@
 
 use super::block::{field, Block, GNU_MAGIC};
 use super::io::{copy_file, copy_range, write_zeros};
+use super::reader::Member;
 use super::{kind, padded, BLOCK, RECORD};
 use crate::tarsum::{Entry as TarsumEntry, EntryHasher, TarSum};
 use anyhow::{bail, Context, Result};
@@ -155,6 +156,45 @@ impl Item {
             size: 0,
             link: Vec::new(),
             dev: (0, 0),
+        }
+    }
+
+    /// The entry `tar -x` makes of a member of the tar file `file` (no name yet): its
+    /// type (`0` and `7` as regular files), permission bits, owner and symlink target;
+    /// a regular file's content read from the member.
+    pub fn of_member(m: &Member, file: &Path) -> Item {
+        let i = &m.info;
+        let regular = matches!(i.kind, kind::REG | 0 | b'7');
+        Item {
+            name: Vec::new(),
+            content: if regular {
+                Content::Range(file.to_path_buf(), m.data_offset)
+            } else {
+                Content::None
+            },
+            kind: if regular { kind::REG } else { i.kind },
+            mode: i.mode & 0o7777,
+            uid: i.uid,
+            gid: i.gid,
+            uname: i.uname.clone(),
+            gname: i.gname.clone(),
+            size: if regular { i.size } else { 0 },
+            link: match i.kind {
+                kind::SYMLINK => i.linkname.clone(),
+                _ => Vec::new(),
+            },
+            dev: (0, 0),
+        }
+    }
+
+    /// The entry owned by root (ids 0, names `root`).
+    pub fn owned_by_root(self) -> Item {
+        Item {
+            uid: 0,
+            gid: 0,
+            uname: b"root".to_vec(),
+            gname: b"root".to_vec(),
+            ..self
         }
     }
 }

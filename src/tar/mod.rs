@@ -1,6 +1,6 @@
 //! Tar writing and reading: CPython-compatible (PAX) and GNU-compatible headers,
 //! store-path walking in pathlib order, the store-layer and customisation-layer writers,
-//! and a small reader for base image archives.
+//! a small reader for base image archives, and file trees in memory to archive again.
 
 pub mod block;
 pub mod gnu;
@@ -9,6 +9,7 @@ pub mod pyheader;
 pub mod reader;
 pub mod sink;
 pub mod store_layer;
+pub mod tree;
 pub mod walk;
 
 /// tar's block size.

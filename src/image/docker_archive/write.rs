@@ -10,12 +10,12 @@
 //! `write_file` lays the archive out in advance (every size is known from metadata) and
 //! lets threads write their layers straight into place, hashing those it must.
 
-use super::ahead::{Gathered, Hashes};
-use super::compress::Codec;
-use super::config;
-use super::digest::Digest;
-use super::layer_io::{digest, emit};
-use super::model::{Image, Layer};
+use crate::image::ahead::{Gathered, Hashes};
+use crate::image::compress::Codec;
+use crate::image::config;
+use crate::image::digest::Digest;
+use crate::image::layer_io::{digest, emit};
+use crate::image::model::{Image, Layer};
 use crate::tar::pyheader::TarInfo;
 use crate::tar::sink::{write_zeros, Hashing, OffsetSink, Sink, WriteSink};
 use crate::tar::{padded, BLOCK, RECORD};
