@@ -12,11 +12,13 @@ use super::digest::Digest;
 use super::layer_io::{produce_blob, Produced};
 use super::media::{Format, MediaType};
 use super::model::{ArchiveLayout, Blob, Config, Image, Layer, Source};
+use super::output::{keep_as, temp_file_in, write_atomically};
 use crate::tar::reader;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The annotation that names an image in a layout's index.
@@ -287,7 +289,7 @@ pub fn write_image(
 
 /// Produces one layer's blob into `blob_dir` under its digest.
 fn write_layer_blob(layer: &Layer, blob_dir: &Path, compression: Compression) -> Result<Produced> {
-    let tmp = temp_in(blob_dir)?;
+    let tmp = temp_file_in(blob_dir)?;
     let produced =
         produce_blob(layer, compression, tmp.as_file()).with_context(|| layer.what.clone())?;
     keep_as(tmp, &blob_dir.join(produced.digest.hex()))?;
@@ -297,39 +299,19 @@ fn write_layer_blob(layer: &Layer, blob_dir: &Path, compression: Compression) ->
 /// Writes `bytes` as a blob; returns its descriptor.
 fn write_bytes_blob(blob_dir: &Path, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
     let digest = Digest::of(bytes);
-    let tmp = temp_in(blob_dir)?;
-    std::fs::write(tmp.path(), bytes).context("cannot write blob")?;
-    keep_as(tmp, &blob_dir.join(digest.hex()))?;
+    write_bytes(&blob_dir.join(digest.hex()), bytes)?;
     Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
 }
 
-fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(".stevedore-")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))
-}
-
-/// Renames a finished blob into place (a blob already there has the same bytes).
-fn keep_as(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
-    let file = tmp
-        .persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    let mut perms = file.metadata()?.permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    file.set_permissions(perms)?;
-    Ok(())
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |mut f| f.write_all(bytes).context("cannot write"))
 }
 
 fn write_if_missing(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.exists() {
-        return Ok(());
+    match path.exists() {
+        true => Ok(()),
+        false => write_bytes(path, bytes),
     }
-    let tmp = temp_in(path.parent().unwrap_or(Path::new(".")))?;
-    std::fs::write(tmp.path(), bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    keep_as(tmp, path)
 }
 
 /// Adds `entry` to the layout's index (replacing an entry of the same name), written
@@ -354,8 +336,5 @@ fn write_index(dir: &Path, entry: Descriptor, tag: Option<&str>) -> Result<()> {
         media_type: Some(MediaType::Index(Format::Oci)),
         manifests,
     };
-    let tmp = temp_in(dir)?;
-    std::fs::write(tmp.path(), serde_json::to_vec(&index)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    keep_as(tmp, &path)
+    write_bytes(&path, &serde_json::to_vec(&index)?)
 }

@@ -18,11 +18,21 @@ pub fn write_atomically(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
+    let tmp = temp_file_in(dir)?;
+    write(tmp.as_file()).with_context(|| format!("{}", path.display()))?;
+    keep_as(tmp, path)
+}
+
+/// A temporary file in `dir` (`.stevedore-…`), removed unless kept.
+pub fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
         .prefix(".stevedore-")
         .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    write(tmp.as_file()).with_context(|| format!("{}", path.display()))?;
+        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))
+}
+
+/// Renames a finished temporary file to `path`, readable by all.
+pub fn keep_as(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     // The error would keep the temporary file alive (main exits without dropping it).
     let file = tmp
         .persist(path)
