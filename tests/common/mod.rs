@@ -262,3 +262,143 @@ pub fn assert_same_tree(original: &Path, copy: &Path) {
         }
     }
 }
+
+/// The hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Runs `stevedore copy SOURCE DEST EXTRA...`, panicking unless it succeeds.
+pub fn copy_image(source: &str, dest: &str, extra: &[&str]) {
+    run(stevedore().args(["copy", source, dest]).args(extra));
+}
+
+/// `TRANSPORT:PATH` or `TRANSPORT:PATH:NAME`, as skopeo and `stevedore copy` take them.
+pub fn transport(kind: &str, path: &Path, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{kind}:{}:{n}", path.display()),
+        None => format!("{kind}:{}", path.display()),
+    }
+}
+
+/// The path of the blob `digest` (`sha256:…`) in the OCI layout `dir`.
+pub fn oci_blob(dir: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    dir.join("blobs/sha256").join(hex)
+}
+
+/// The index entry of the image named `tag` (or the only one) in the OCI layout `dir`.
+pub fn oci_entry(dir: &Path, tag: Option<&str>) -> Value {
+    let index = read_json(&dir.join("index.json"));
+    let entries = index["manifests"].as_array().expect("index manifests");
+    match tag {
+        Some(t) => entries
+            .iter()
+            .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == t)
+            .unwrap_or_else(|| panic!("no image {t} in {}", dir.display()))
+            .clone(),
+        None => {
+            assert_eq!(entries.len(), 1, "{}", dir.display());
+            entries[0].clone()
+        }
+    }
+}
+
+/// The manifest of the image named `tag` (or the only one) in the OCI layout `dir`.
+pub fn oci_manifest(dir: &Path, tag: Option<&str>) -> Value {
+    let entry = oci_entry(dir, tag);
+    read_json(&oci_blob(dir, entry["digest"].as_str().unwrap()))
+}
+
+/// The digests (`sha256:…`) of the layer blobs of an OCI manifest.
+pub fn layer_digests(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .expect("manifest layers")
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Writes an OCI layout at `dir` holding one image of uncompressed `layers` (amd64,
+/// linux, an empty container config), named `tag` if given.
+pub fn write_plain_layout(dir: &Path, layers: &[&[u8]], tag: Option<&str>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let blob = |media_type: &str, bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    };
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": blob("application/vnd.oci.image.config.v1+json", config.to_string().as_bytes()),
+        "layers": layers
+            .iter()
+            .map(|l| blob("application/vnd.oci.image.layer.v1.tar", l))
+            .collect::<Vec<_>>(),
+    });
+    let mut entry = blob(
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    );
+    if let Some(t) = tag {
+        entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": t});
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// `len` pseudo-random (incompressible) bytes from `seed` (splitmix64): the same on every
+/// machine.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A ustar archive of one regular file `name` holding `data` (mode 0644, owner 0:0,
+/// mtime 0), ended by two zero blocks: the same bytes on every machine.
+pub fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    let mut put = |at: usize, field: &[u8]| header[at..at + field.len()].copy_from_slice(field);
+    put(0, name.as_bytes());
+    put(100, b"0000644\0");
+    put(108, b"0000000\0");
+    put(116, b"0000000\0");
+    put(124, format!("{:011o}\0", data.len()).as_bytes());
+    put(136, b"00000000000\0");
+    put(148, b"        ");
+    put(156, b"0");
+    put(257, b"ustar\0");
+    put(263, b"00");
+    put(265, b"root");
+    put(297, b"root");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(data);
+    tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+    tar
+}
