@@ -959,7 +959,6 @@ fn failing_source_leaves_no_destination() {
 }
 
 #[test]
-#[ignore = "bug: a blob copied as stored (same codec) is not checked against its digest"]
 fn blobs_not_matching_their_digest_are_refused() {
     let dir = tempdir();
     let conf = golden_conf("default", dir.path());

@@ -98,11 +98,13 @@ pub fn produce_blob(layer: &Layer, compression: Compression, out: &File) -> Resu
 }
 
 /// The uncompressed layer as the blob (its digest is the diff_id); copied in the kernel
-/// when nothing needs hashing.
+/// when nothing needs hashing: store paths whose diff_id was recorded at build time.
+/// Bytes read from a file (an archive member, a layout's blob) are always hashed, so a
+/// blob that does not match its digest is refused.
 fn write_plain(layer: &Layer, out: &File) -> Result<Produced> {
     let mut at = OffsetSink::at(out, 0);
-    let (diff_id, size) = match (&layer.diff_id, layer.source.codec()) {
-        (Some(known), Codec::None) => {
+    let (diff_id, size) = match (&layer.diff_id, &layer.source) {
+        (Some(known), Source::StorePaths(_)) => {
             emit(layer, &mut at)?;
             at.flush()?;
             (known.clone(), layer.source.stored_len())
