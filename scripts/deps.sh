@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages stevedore's example and tests use (as root), if missing.
 set -euo pipefail
-packages=(nix-bin skopeo umoci busybox-static fakeroot proot tar gzip zstd xz-utils bzip2 xutils-dev python3 util-linux time jq jshon rsync containerd runc golang-go moreutils strace)
-tools=(nix-build skopeo umoci busybox fakeroot proot tar gzip zstd xz bzip2 lndir python3 setpriv /usr/bin/time jq jshon rsync containerd ctr runc go sponge strace)
+packages=(nix-bin skopeo umoci busybox-static fakeroot proot tar gzip zstd xz-utils bzip2 xutils-dev python3 util-linux time jq jshon rsync containerd runc golang-go moreutils strace docker-registry apache2-utils)
+tools=(nix-build skopeo umoci busybox fakeroot proot tar gzip zstd xz bzip2 lndir python3 setpriv /usr/bin/time jq jshon rsync containerd ctr runc go sponge strace docker-registry htpasswd)
 missing=0
 for t in "${tools[@]}"; do command -v "$t" >/dev/null 2>&1 || missing=1; done
 [ -x /bin/busybox ] || missing=1
@@ -13,7 +13,14 @@ if [ "$missing" = 1 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # docker-registry's package would start a registry on all interfaces (its default
+  # config): no service may start while installing; tests start their own on 127.0.0.1.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq "${packages[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 # moby's TarSum test data (upstream tarsum_test.go vectors), from Debian's package of
