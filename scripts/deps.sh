@@ -15,9 +15,13 @@ if [ "$missing" = 1 ]; then
   apt-get update -qq
   # docker-registry's package would start a registry on all interfaces (its default
   # config): no service may start while installing; tests start their own on 127.0.0.1.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+  fi
   apt-get install -y -qq "${packages[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  [ -z "$policy" ] || rm -f "$policy"
   if command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
