@@ -1,9 +1,9 @@
-//! `stevedore copy SOURCE DEST`: reads an image from any source the model has a reader
-//! for and writes it with any writer, named with skopeo's transports. SOURCE is a stream
-//! conf (a path ending in `.json`), `docker-archive:PATH[:NAME:TAG]`, `oci:DIR[:TAG]` or
-//! `oci-archive:PATH[:TAG]`; DEST is `docker-archive:PATH[:NAME:TAG]`, `oci:DIR[:TAG]` or
-//! `oci-archive:PATH[:TAG]`. Like skopeo, the path ends at the first `:` after the
-//! transport.
+//! `stevedore copy SOURCE... DEST`: reads images from any source the model has a reader
+//! for and writes them with any writer, named with skopeo's transports. SOURCE is a
+//! stream conf (a path ending in `.json`), `docker-archive:PATH[:NAME:TAG]`,
+//! `oci:DIR[:TAG]`, `oci-archive:PATH[:TAG]` or `docker://HOST/REPO[:TAG|@DIGEST]`; DEST
+//! is any of those but a conf. Like skopeo, a path ends at the first `:` after the
+//! transport. Several sources make an image index (OCI) or manifest list (Docker).
 
 use crate::image::compress::Compression;
 use crate::image::docker_archive::Archive;
@@ -13,15 +13,19 @@ use crate::image::model::{Image, Source};
 use crate::image::oci::{self, Blobs, WriteOptions};
 use crate::image::output::write_atomically;
 use crate::image::{conf::Conf, docker_archive, layered};
+use crate::registry::cache::Cache;
+use crate::registry::client::{self, Client};
+use crate::registry::pull::{self, Want};
+use crate::registry::push;
+use crate::registry::reference::{Reference, Version};
 use crate::tar::gnu::{self, Content, Item};
 use crate::tar::kind;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-const SOURCES: &str =
-    "CONF.json, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG] or oci-archive:PATH[:TAG]";
-const DESTS: &str = "docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG] or oci-archive:PATH[:TAG]";
+const SOURCES: &str = "CONF.json, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]";
+const DESTS: &str = "docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]";
 
 /// Where an image is read from or written to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,11 +34,15 @@ pub enum Location {
     DockerArchive { path: PathBuf, name: Option<String> },
     Oci { dir: PathBuf, tag: Option<String> },
     OciArchive { path: PathBuf, tag: Option<String> },
+    Registry(Reference),
 }
 
 impl Location {
     /// Parses a SOURCE argument.
     pub fn source(text: &str) -> Result<Location> {
+        if let Some(r) = registry(text) {
+            return r.with_context(|| format!("source {text:?}: expected {SOURCES}"));
+        }
         match parse(text) {
             Some(l) => Ok(l),
             None if text.ends_with(".json") && !text.contains(':') => {
@@ -46,8 +54,17 @@ impl Location {
 
     /// Parses a DEST argument.
     pub fn dest(text: &str) -> Result<Location> {
+        if let Some(r) = registry(text) {
+            return r.with_context(|| format!("destination {text:?}: expected {DESTS}"));
+        }
         parse(text).with_context(|| format!("destination {text:?}: expected {DESTS}"))
     }
+}
+
+/// A `docker://` reference, if `text` is one.
+fn registry(text: &str) -> Option<Result<Location>> {
+    let rest = text.strip_prefix("docker://")?;
+    Some(Reference::parse(rest).map(Location::Registry))
 }
 
 fn parse(text: &str) -> Option<Location> {
@@ -73,23 +90,36 @@ fn parse(text: &str) -> Option<Location> {
     }
 }
 
-/// How to write.
-#[derive(Clone, Copy, Debug)]
+/// How to read and write.
+#[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// None: the destination's default (none for docker-archive, gzip for OCI).
+    /// None: the destination's default (none for docker-archive, gzip for OCI and
+    /// registries).
     pub compression: Option<Compression>,
-    /// None: the destination's own (docker for docker-archive, oci for OCI).
+    /// None: the destination's own (docker for docker-archive, oci for OCI and
+    /// registries).
     pub format: Option<Format>,
+    /// How to reach the source's registry.
+    pub src_registry: client::Options,
+    /// How to reach the destination's registry.
+    pub registry: client::Options,
+    /// Which image of a registry's index to read.
+    pub want: Want,
+    /// Repositories of the destination registry to mount blobs from.
+    pub mount_from: Vec<String>,
+    /// Blobs transferred at once.
+    pub jobs: usize,
 }
 
 /// An image read from a source, with what keeps its files readable.
 pub struct Read {
     pub image: Image,
-    _keep: Vec<Box<dyn std::any::Any>>,
+    /// Temporary files and directories the image's layers are read from.
+    pub keep: Vec<Box<dyn std::any::Any>>,
 }
 
 /// Reads the image `source` names.
-pub fn read(source: &Location) -> Result<Read> {
+pub fn read(source: &Location, opts: &Options) -> Result<Read> {
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     let image = match source {
         Location::Conf(path) => {
@@ -111,8 +141,24 @@ pub fn read(source: &Location) -> Result<Read> {
             let blobs = Blobs::of_archive(path).with_context(what)?;
             oci::read_image(&blobs, tag.as_deref()).with_context(what)?
         }
+        Location::Registry(reference) => {
+            let client = Client::connect(reference, &opts.src_registry)?;
+            let dir = tempfile::Builder::new()
+                .prefix("stevedore-pull-")
+                .tempdir()?;
+            let pulled = pull::pull(&client, reference, &opts.want, dir.path(), opts.jobs)?;
+            keep.push(Box::new(dir));
+            let mut image = pulled.image;
+            if let Version::Tag(t) = &reference.version {
+                image.repo_tags = vec![format!(
+                    "{}/{}:{t}",
+                    reference.registry, reference.repository
+                )];
+            }
+            image
+        }
     };
-    Ok(Read { image, _keep: keep })
+    Ok(Read { image, keep })
 }
 
 /// The image of a docker archive named `name` (or its first), and the archive, which
@@ -128,7 +174,7 @@ fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<(Image, Archiv
 }
 
 /// Writes `image` to `dest`.
-pub fn write(mut image: Image, dest: &Location, opts: Options) -> Result<()> {
+pub fn write(mut image: Image, dest: &Location, opts: &Options) -> Result<()> {
     match dest {
         Location::Conf(_) => bail!("a conf cannot be a destination: expected {DESTS}"),
         Location::DockerArchive { path, name } => {
@@ -156,10 +202,63 @@ pub fn write(mut image: Image, dest: &Location, opts: Options) -> Result<()> {
             oci::write_image(&image, work.path(), tag.as_deref(), layout_options(opts))?;
             write_atomically(path, |file| tar_layout(work.path(), file))
         }
+        Location::Registry(reference) => {
+            let client = Client::connect(reference, &opts.registry)?;
+            push::push(
+                &client,
+                reference,
+                &image,
+                &push_options(opts),
+                &Cache::user(),
+            )?;
+            Ok(())
+        }
     }
 }
 
-fn layout_options(opts: Options) -> WriteOptions {
+/// Writes several images to `dest` as one image index (or manifest list).
+pub fn write_index(images: Vec<Image>, dest: &Location, opts: &Options) -> Result<()> {
+    match dest {
+        Location::Conf(_) => bail!("a conf cannot be a destination: expected {DESTS}"),
+        Location::DockerArchive { .. } => bail!(
+            "a docker archive holds no image index: write several images to oci:, oci-archive: or docker://"
+        ),
+        Location::Oci { dir, tag } => {
+            oci::write_images(&images, dir, tag.as_deref(), layout_options(opts))?;
+            Ok(())
+        }
+        Location::OciArchive { path, tag } => {
+            let work = tempfile::Builder::new()
+                .prefix(".stevedore-")
+                .tempdir_in(parent(path))?;
+            oci::write_images(&images, work.path(), tag.as_deref(), layout_options(opts))?;
+            write_atomically(path, |file| tar_layout(work.path(), file))
+        }
+        Location::Registry(reference) => {
+            let client = Client::connect(reference, &opts.registry)?;
+            let push_opts = push_options(opts);
+            let cache = Cache::user();
+            let mut manifests = Vec::new();
+            for image in &images {
+                let outcome = push::push_untagged(&client, reference, image, &push_opts, &cache)?;
+                manifests.push(outcome.manifest);
+            }
+            push::push_index(&client, reference, manifests, push_opts.format)?;
+            Ok(())
+        }
+    }
+}
+
+fn push_options(opts: &Options) -> push::Options {
+    push::Options {
+        compression: opts.compression.unwrap_or(Compression::GZIP),
+        format: opts.format.unwrap_or(Format::Oci),
+        mount_from: opts.mount_from.clone(),
+        jobs: opts.jobs,
+    }
+}
+
+fn layout_options(opts: &Options) -> WriteOptions {
     WriteOptions {
         compression: opts.compression.unwrap_or(Compression::GZIP),
         format: opts.format.unwrap_or(Format::Oci),
@@ -269,7 +368,8 @@ mod tests {
             Location::Conf("conf.json".into())
         );
         for bad in [
-            "docker://x/y",
+            "docker://X/y",
+            "docker://h:5000/a:",
             "oci:",
             "dir:/x",
             "docker-archive:x.tar:notag",

@@ -9,6 +9,7 @@ pub mod derivation;
 pub mod image;
 pub mod log;
 pub mod plan;
+pub mod registry;
 pub mod store;
 pub mod tar;
 pub mod tarsum;

@@ -44,3 +44,8 @@ pub fn count(n: usize, noun: &str) -> String {
 pub fn file_size(path: &Path) -> String {
     size(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
 }
+
+/// `stevedore: MESSAGE` on stderr: one step of a long transfer, or something retried.
+pub fn note(message: &str) {
+    eprintln!("stevedore: {message}");
+}

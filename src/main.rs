@@ -75,19 +75,9 @@ enum Command {
         verify: bool,
     },
     /// Copy an image: SOURCE is a stream conf (CONF.json), docker-archive:PATH[:NAME:TAG],
-    /// oci:DIR[:TAG] or oci-archive:PATH[:TAG]; DEST is docker-archive:PATH[:NAME:TAG],
-    /// oci:DIR[:TAG] or oci-archive:PATH[:TAG].
-    Copy {
-        source: String,
-        dest: String,
-        /// none, gzip[:LEVEL] or zstd[:LEVEL] (default: none for docker-archive, gzip
-        /// for OCI layouts).
-        #[arg(long)]
-        compress: Option<String>,
-        /// docker or oci media types, where the destination allows both (OCI layouts).
-        #[arg(long)]
-        format: Option<String>,
-    },
+    /// oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]; DEST is
+    /// any of those but a conf. Several SOURCEs make an image index (manifest list).
+    Copy(CopyArgs),
     /// Record every store layer's diff_id and size in a conf (`store_layer_digests`), so
     /// that streaming it only copies bytes.
     ConfDigests {
@@ -288,34 +278,7 @@ fn run(cli: Cli) -> Result<()> {
             log::built(&output, &detail, started);
             Ok(())
         }
-        Command::Copy {
-            source,
-            dest,
-            compress,
-            format,
-        } => {
-            use stevedore::copy;
-            use stevedore::image::{compress::Compression, media::Format};
-            let from = copy::Location::source(&source)?;
-            let to = copy::Location::dest(&dest)?;
-            let opts = copy::Options {
-                compression: compress
-                    .as_deref()
-                    .map(Compression::parse)
-                    .transpose()
-                    .context("--compress")?,
-                format: format
-                    .as_deref()
-                    .map(Format::parse)
-                    .transpose()
-                    .context("--format")?,
-            };
-            let read = copy::read(&from)?;
-            let layers = read.image.layers.len();
-            copy::write(read.image, &to, opts).with_context(|| dest.clone())?;
-            log::built(Path::new(&dest), &log::count(layers, "layer"), started);
-            Ok(())
-        }
+        Command::Copy(args) => copy_command(args, started),
         Command::ConfDigests { conf, output } => {
             let text =
                 std::fs::read(&conf).with_context(|| format!("{}: cannot read", conf.display()))?;
@@ -512,4 +475,131 @@ fn source_date_epoch() -> i64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(315_532_800)
+}
+
+#[derive(clap::Args)]
+struct CopyArgs {
+    /// SOURCE... DEST
+    #[arg(required = true, num_args = 2..)]
+    locations: Vec<String>,
+    /// none, gzip[:LEVEL] or zstd[:LEVEL] (default: none for docker-archive, gzip for OCI
+    /// layouts and registries).
+    #[arg(long)]
+    compress: Option<String>,
+    /// docker or oci media types, where the destination allows both.
+    #[arg(long)]
+    format: Option<String>,
+    /// Check registries' TLS certificates (false: also allow plain http). Registries on
+    /// localhost and 127.0.0.1 are reached over plain http by default.
+    #[arg(long, action = clap::ArgAction::Set)]
+    tls_verify: Option<bool>,
+    /// USER:PASSWORD for the source registry (default: the auth files).
+    #[arg(long)]
+    src_creds: Option<String>,
+    /// USER:PASSWORD for the destination registry (default: the auth files).
+    #[arg(long)]
+    dest_creds: Option<String>,
+    /// The image of a registry index to read: os (default linux).
+    #[arg(long)]
+    os: Option<String>,
+    /// ... its architecture (default this machine's).
+    #[arg(long)]
+    arch: Option<String>,
+    /// ... its variant.
+    #[arg(long)]
+    variant: Option<String>,
+    /// A repository of the destination registry to mount blobs from (repeatable).
+    #[arg(long)]
+    mount_from: Vec<String>,
+    /// Blobs transferred at once.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+}
+
+fn creds(
+    text: Option<&str>,
+    flag: &str,
+) -> Result<Option<stevedore::registry::credentials::Credentials>> {
+    let Some(text) = text else { return Ok(None) };
+    match text.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok(Some(stevedore::registry::credentials::Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        })),
+        _ => anyhow::bail!("{flag}: expected USER:PASSWORD"),
+    }
+}
+
+fn copy_command(args: CopyArgs, started: Instant) -> Result<()> {
+    use stevedore::copy;
+    use stevedore::image::{compress::Compression, media::Format};
+    use stevedore::registry::{client, pull::Want};
+    let (dest, sources) = args.locations.split_last().context("no destination")?;
+    let to = copy::Location::dest(dest)?;
+    let from = sources
+        .iter()
+        .map(|s| copy::Location::source(s))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = copy::Options {
+        compression: args
+            .compress
+            .as_deref()
+            .map(Compression::parse)
+            .transpose()
+            .context("--compress")?,
+        format: args
+            .format
+            .as_deref()
+            .map(Format::parse)
+            .transpose()
+            .context("--format")?,
+        src_registry: client::Options {
+            tls_verify: args.tls_verify,
+            credentials: creds(args.src_creds.as_deref(), "--src-creds")?,
+        },
+        registry: client::Options {
+            tls_verify: args.tls_verify,
+            credentials: creds(args.dest_creds.as_deref(), "--dest-creds")?,
+        },
+        want: Want {
+            os: args.os,
+            architecture: args.arch,
+            variant: args.variant,
+        },
+        mount_from: args.mount_from,
+        jobs: args.jobs,
+    };
+    let reads = from
+        .iter()
+        .zip(sources)
+        .map(|(f, text)| copy::read(f, &opts).with_context(|| text.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let layers: usize = reads.iter().map(|r| r.image.layers.len()).sum();
+    let detail = match reads.len() {
+        1 => log::count(layers, "layer"),
+        n => format!(
+            "an index of {}, {}",
+            log::count(n, "image"),
+            log::count(layers, "layer")
+        ),
+    };
+    let result = match reads.len() {
+        1 => {
+            let read = reads.into_iter().next().expect("one source");
+            let copy::Read { image, keep } = read;
+            let result = copy::write(image, &to, &opts);
+            drop(keep);
+            result
+        }
+        _ => {
+            let (images, keep): (Vec<_>, Vec<_>) =
+                reads.into_iter().map(|r| (r.image, r.keep)).unzip();
+            let result = copy::write_index(images, &to, &opts);
+            drop(keep);
+            result
+        }
+    };
+    result.with_context(|| dest.clone())?;
+    log::built(Path::new(dest), &detail, started);
+    Ok(())
 }

@@ -78,6 +78,16 @@ pub struct Produced {
 /// the uncompressed bytes on their way into the encoder, the blob's digest and size from
 /// what comes out. A source already stored with the asked codec is copied as it is.
 pub fn produce_blob(layer: &Layer, compression: Compression, out: &File) -> Result<Produced> {
+    let mut at = OffsetSink::at(out, 0);
+    produce_into(layer, compression, &mut at)
+}
+
+/// [`produce_blob`] into any sink (an upload's body, say), flushed at the end.
+pub fn produce_into(
+    layer: &Layer,
+    compression: Compression,
+    out: &mut dyn Sink,
+) -> Result<Produced> {
     let stored = layer.source.codec();
     let produced = if compression.codec == Codec::None {
         write_plain(layer, out)?
@@ -101,16 +111,15 @@ pub fn produce_blob(layer: &Layer, compression: Compression, out: &File) -> Resu
 /// when nothing needs hashing: store paths whose diff_id was recorded at build time.
 /// Bytes read from a file (an archive member, a layout's blob) are always hashed, so a
 /// blob that does not match its digest is refused.
-fn write_plain(layer: &Layer, out: &File) -> Result<Produced> {
-    let mut at = OffsetSink::at(out, 0);
+fn write_plain(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
     let (diff_id, size) = match (&layer.diff_id, &layer.source) {
         (Some(known), Source::StorePaths(_)) => {
-            emit(layer, &mut at)?;
-            at.flush()?;
+            emit(layer, out)?;
+            out.flush()?;
             (known.clone(), layer.source.stored_len())
         }
         _ => {
-            let mut hashing = Hashing::new(&mut at);
+            let mut hashing = Hashing::new(out);
             emit_uncompressed(layer, &mut hashing)?;
             hashing.flush()?;
             let size = hashing.count;
@@ -126,9 +135,8 @@ fn write_plain(layer: &Layer, out: &File) -> Result<Produced> {
 
 /// A stored blob copied as it is, hashed on the way (and checked against its descriptor,
 /// when it has one); its diff_id known or decoded.
-fn copy_stored(layer: &Layer, out: &File) -> Result<Produced> {
-    let mut at = OffsetSink::at(out, 0);
-    let mut hashing = Hashing::new(&mut at);
+fn copy_stored(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
+    let mut hashing = Hashing::new(out);
     emit(layer, &mut hashing)?;
     hashing.flush()?;
     let size = hashing.count;
@@ -153,17 +161,17 @@ fn copy_stored(layer: &Layer, out: &File) -> Result<Produced> {
 }
 
 /// Hashes what it is given (the diff_id), compresses it, and hashes and counts what the
-/// encoder writes to the file.
+/// encoder writes to the sink.
 struct BlobSink<'a> {
     diff: sha2::Sha256,
-    encoder: Encoder<Counted<std::io::BufWriter<&'a File>>>,
+    encoder: Encoder<Counted<SinkWriter<'a>>>,
     buf: Vec<u8>,
 }
 
 impl<'a> BlobSink<'a> {
-    fn new(compression: Compression, out: &'a File) -> Result<Self> {
+    fn new(compression: Compression, out: &'a mut dyn Sink) -> Result<Self> {
         let counted = Counted {
-            inner: std::io::BufWriter::with_capacity(1 << 20, out),
+            inner: SinkWriter(out),
             sha: sha2::Sha256::new(),
             count: 0,
         };
@@ -175,8 +183,8 @@ impl<'a> BlobSink<'a> {
     }
 
     fn finish(self) -> Result<Produced> {
-        let mut counted = self.encoder.finish()?;
-        counted.inner.flush().context("cannot write blob")?;
+        let counted = self.encoder.finish()?;
+        counted.inner.0.flush()?;
         Ok(Produced {
             diff_id: Digest::from_sha256(self.diff.finalize().into()),
             digest: Digest::from_sha256(counted.sha.finalize().into()),
@@ -199,6 +207,22 @@ impl Sink for BlobSink<'_> {
     }
 
     fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink as a writer (for encoders).
+struct SinkWriter<'a>(&'a mut dyn Sink);
+
+impl Write for SinkWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .write_all(buf)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -249,6 +249,50 @@ pub fn write_image(
     tag: Option<&str>,
     opts: WriteOptions,
 ) -> Result<Descriptor> {
+    let entry = write_image_blobs(image, dir, opts)?;
+    write_index(dir, named(entry.clone(), tag), tag)?;
+    Ok(entry)
+}
+
+/// Writes the images' blobs, then an image index of them (OCI, or a Docker manifest
+/// list) named `tag` in the layout's index; returns the index's descriptor.
+pub fn write_images(
+    images: &[Image],
+    dir: &Path,
+    tag: Option<&str>,
+    opts: WriteOptions,
+) -> Result<Descriptor> {
+    let manifests = images
+        .iter()
+        .map(|i| write_image_blobs(i, dir, opts))
+        .collect::<Result<Vec<_>>>()?;
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MediaType::Index(opts.format)),
+        manifests,
+    };
+    let blob_dir = dir.join("blobs").join("sha256");
+    let entry = write_bytes_blob(
+        &blob_dir,
+        MediaType::Index(opts.format),
+        &serde_json::to_vec(&index)?,
+    )?;
+    write_index(dir, named(entry.clone(), tag), tag)?;
+    Ok(entry)
+}
+
+fn named(mut entry: Descriptor, tag: Option<&str>) -> Descriptor {
+    if let Some(t) = tag {
+        entry
+            .annotations
+            .insert(REF_NAME.to_string(), t.to_string());
+    }
+    entry
+}
+
+/// Writes an image's layer blobs, config and manifest into the layout (not its index);
+/// returns the manifest's descriptor, with the image's platform.
+fn write_image_blobs(image: &Image, dir: &Path, opts: WriteOptions) -> Result<Descriptor> {
     let blob_dir = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blob_dir)
         .with_context(|| format!("{}: cannot create", blob_dir.display()))?;
@@ -278,12 +322,6 @@ pub fn write_image(
     let bytes = serde_json::to_vec(&manifest)?;
     let mut entry = write_bytes_blob(&blob_dir, MediaType::Manifest(opts.format), &bytes)?;
     entry.platform = Some(image.platform.clone());
-    if let Some(t) = tag {
-        entry
-            .annotations
-            .insert(REF_NAME.to_string(), t.to_string());
-    }
-    write_index(dir, entry.clone(), tag)?;
     Ok(entry)
 }
 

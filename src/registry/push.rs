@@ -1,0 +1,581 @@
+//! Writing an image to a registry: each layer's blob is skipped when the registry has it
+//! (HEAD), mounted when another repository of the registry has it (`--mount-from`, or
+//! where this machine pushed it before), else compressed and uploaded while it streams
+//! (POST, one PATCH carrying the whole blob, PUT `?digest=`), hashed once. A layer whose
+//! compressed digest is known without reading it (a stored blob, an uncompressed layer
+//! with a recorded diff_id, or the cache of earlier pushes) is not read at all unless it
+//! must be uploaded. A failed upload starts again with a new session, never resumed.
+//! Then the config and the manifest; an index of several images last.
+
+use super::cache::{Cache, Known};
+use super::client::{describe, Body, Client};
+use super::reference::{Reference, Version};
+use crate::image::compress::{Codec, Compression};
+use crate::image::descriptor::Descriptor;
+use crate::image::digest::Digest;
+use crate::image::layer_io::{produce_into, Produced};
+use crate::image::media::{Format, MediaType};
+use crate::image::model::{Image, Layer, Source};
+use crate::image::oci::{Index, Manifest};
+use crate::log;
+use crate::tar::sink::{read_chunks, Sink};
+use anyhow::{anyhow, bail, Context, Result};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// How to push.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub compression: Compression,
+    pub format: Format,
+    /// Repositories of the same registry to mount blobs from.
+    pub mount_from: Vec<String>,
+    /// Blobs transferred at once.
+    pub jobs: usize,
+}
+
+/// What happened to one layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum How {
+    Present,
+    Mounted(String),
+    Uploaded,
+}
+
+struct Pushed {
+    diff_id: Digest,
+    known: Known,
+}
+
+/// What a push did: per layer, and the manifest's descriptor (with the image's platform).
+pub struct Outcome {
+    pub manifest: Descriptor,
+    pub layers: Vec<How>,
+}
+
+fn push_scopes(reference: &Reference) -> Vec<String> {
+    vec![format!("repository:{}:pull,push", reference.repository)]
+}
+
+/// Pushes `image` to `reference` (its tag or digest).
+pub fn push(
+    client: &Client,
+    reference: &Reference,
+    image: &Image,
+    opts: &Options,
+    cache: &Cache,
+) -> Result<Outcome> {
+    push_at(client, reference, image, opts, cache, false)
+}
+
+/// Pushes `image` to `reference`'s repository by its manifest's digest only (an image
+/// an index will name).
+pub fn push_untagged(
+    client: &Client,
+    reference: &Reference,
+    image: &Image,
+    opts: &Options,
+    cache: &Cache,
+) -> Result<Outcome> {
+    push_at(client, reference, image, opts, cache, true)
+}
+
+fn push_at(
+    client: &Client,
+    reference: &Reference,
+    image: &Image,
+    opts: &Options,
+    cache: &Cache,
+    untagged: bool,
+) -> Result<Outcome> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .build()?;
+    let results: Vec<(Pushed, How)> = pool.install(|| {
+        image
+            .layers
+            .par_iter()
+            .with_max_len(1)
+            .map(|layer| {
+                push_layer(client, reference, layer, opts, cache)
+                    .with_context(|| layer.what.clone())
+            })
+            .collect::<Result<_>>()
+    })?;
+    let diff_ids: Vec<Digest> = results.iter().map(|(p, _)| p.diff_id.clone()).collect();
+    let config = image.config.render(&diff_ids);
+    let config_desc = push_bytes(client, reference, MediaType::Config(opts.format), &config)?;
+    let layer_type = MediaType::Layer(opts.format, opts.compression.codec);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(MediaType::Manifest(opts.format)),
+        config: config_desc,
+        layers: results
+            .iter()
+            .zip(&image.layers)
+            .map(|((p, _), layer)| {
+                let media_type = match stored_blob(layer, opts.compression) {
+                    Some(d) => d.media_type.clone(),
+                    None => layer_type.clone(),
+                };
+                Descriptor::new(media_type, p.known.digest.clone(), p.known.size)
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&manifest)?;
+    let at = match untagged {
+        true => by_digest(reference, &Digest::of(&bytes)),
+        false => reference.clone(),
+    };
+    let mut descriptor = put_manifest(client, &at, MediaType::Manifest(opts.format), &bytes)?;
+    descriptor.platform = Some(image.platform.clone());
+    Ok(Outcome {
+        manifest: descriptor,
+        layers: results.into_iter().map(|(_, h)| h).collect(),
+    })
+}
+
+/// Pushes an index (or manifest list) of images already pushed to the repository.
+pub fn push_index(
+    client: &Client,
+    reference: &Reference,
+    manifests: Vec<Descriptor>,
+    format: Format,
+) -> Result<Descriptor> {
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MediaType::Index(format)),
+        manifests,
+    };
+    let bytes = serde_json::to_vec(&index)?;
+    put_manifest(client, reference, MediaType::Index(format), &bytes)
+}
+
+/// A blob the layer already has in the asked codec (copied as it is, never recoded).
+fn stored_blob(layer: &Layer, c: Compression) -> Option<&Descriptor> {
+    let blob = layer.blob.as_ref()?;
+    match (&blob.descriptor.media_type, c.codec) {
+        (MediaType::Layer(_, codec), wanted) if *codec == wanted && wanted != Codec::None => {
+            Some(&blob.descriptor)
+        }
+        _ => None,
+    }
+}
+
+/// The blob's digest and size when known without reading the layer.
+fn known_blob(layer: &Layer, c: Compression, cache: &Cache) -> Option<(Digest, Known)> {
+    let diff_id = layer.diff_id.clone()?;
+    if let Some(d) = stored_blob(layer, c) {
+        let known = Known {
+            digest: d.digest.clone(),
+            size: d.size,
+        };
+        return Some((diff_id, known));
+    }
+    if c.codec == Codec::None {
+        let size = match &layer.source {
+            Source::StorePaths(_) => layer.source.stored_len(),
+            Source::File {
+                codec: Codec::None,
+                len,
+                ..
+            } => *len,
+            Source::File { .. } => return None,
+        };
+        let known = Known {
+            digest: diff_id.clone(),
+            size,
+        };
+        return Some((diff_id, known));
+    }
+    let known = cache.blob(&diff_id, c)?;
+    Some((diff_id, known))
+}
+
+fn push_layer(
+    client: &Client,
+    reference: &Reference,
+    layer: &Layer,
+    opts: &Options,
+    cache: &Cache,
+) -> Result<(Pushed, How)> {
+    if let Some((diff_id, known)) = known_blob(layer, opts.compression, cache) {
+        if let Some(how) = find_or_mount(client, reference, &known.digest, opts, cache)? {
+            cache.put_repository(&client.registry, &known.digest, &reference.repository);
+            log::note(&format!(
+                "{reference}: blob {}: {}",
+                known.digest,
+                says(&how)
+            ));
+            return Ok((Pushed { diff_id, known }, how));
+        }
+    }
+    let produced = upload_layer(client, reference, layer, opts.compression)?;
+    let known = Known {
+        digest: produced.digest.clone(),
+        size: produced.size,
+    };
+    cache.put_blob(&produced.diff_id, opts.compression, &known);
+    cache.put_repository(&client.registry, &known.digest, &reference.repository);
+    log::note(&format!(
+        "{reference}: blob {}: uploaded {}",
+        known.digest,
+        log::size(known.size)
+    ));
+    Ok((
+        Pushed {
+            diff_id: produced.diff_id,
+            known,
+        },
+        How::Uploaded,
+    ))
+}
+
+fn says(how: &How) -> String {
+    match how {
+        How::Present => "the registry has it".to_string(),
+        How::Mounted(from) => format!("mounted from {from}"),
+        How::Uploaded => "uploaded".to_string(),
+    }
+}
+
+/// Whether the repository has the blob (HEAD), or it could be mounted from another.
+fn find_or_mount(
+    client: &Client,
+    reference: &Reference,
+    digest: &Digest,
+    opts: &Options,
+    cache: &Cache,
+) -> Result<Option<How>> {
+    if has_blob(client, reference, digest)? {
+        return Ok(Some(How::Present));
+    }
+    let mut sources: Vec<String> = opts.mount_from.clone();
+    sources.extend(cache.repositories(&client.registry, digest));
+    sources.retain(|r| *r != reference.repository);
+    sources.dedup();
+    for from in sources {
+        if mount(client, reference, digest, &from)? {
+            return Ok(Some(How::Mounted(from)));
+        }
+    }
+    Ok(None)
+}
+
+fn has_blob(client: &Client, reference: &Reference, digest: &Digest) -> Result<bool> {
+    let url = client.url(&format!("/v2/{}/blobs/{digest}", reference.repository));
+    let resp = client.send("HEAD", &url, &push_scopes(reference), &[], Body::Empty)?;
+    Ok(resp.status() == 200)
+}
+
+/// Asks the registry to mount the blob from `from`; true if it did.
+fn mount(client: &Client, reference: &Reference, digest: &Digest, from: &str) -> Result<bool> {
+    let url = client.url(&format!(
+        "/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+        reference.repository
+    ));
+    let scopes = vec![
+        format!("repository:{}:pull,push", reference.repository),
+        format!("repository:{from}:pull"),
+    ];
+    let resp = client.send(
+        "POST",
+        &url,
+        &scopes,
+        &[("Content-Length", "0")],
+        Body::Empty,
+    )?;
+    match resp.status() {
+        201 => Ok(true),
+        202 => {
+            // An upload session was opened instead: close it (best effort).
+            if let Some(location) = resp.header("location").map(str::to_string) {
+                let url = client.url(&location);
+                let _ = client.send("DELETE", &url, &scopes, &[], Body::Empty);
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Opens an upload session; its location.
+fn start_upload(client: &Client, reference: &Reference) -> Result<String> {
+    let url = client.url(&format!("/v2/{}/blobs/uploads/", reference.repository));
+    let resp = client.send(
+        "POST",
+        &url,
+        &push_scopes(reference),
+        &[("Content-Length", "0")],
+        Body::Empty,
+    )?;
+    if resp.status() != 202 {
+        let code = resp.status();
+        bail!("cannot start an upload: {}", describe(code, resp));
+    }
+    location_of(client, &resp)
+}
+
+/// A response's `Location`, made absolute.
+fn location_of(client: &Client, resp: &ureq::Response) -> Result<String> {
+    let loc = resp
+        .header("location")
+        .context("the registry gave no upload location")?;
+    Ok(client.url(loc))
+}
+
+/// `location` with `?digest=` (or `&digest=`) added.
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// Compresses and uploads a layer as it streams; a failed attempt starts over.
+fn upload_layer(
+    client: &Client,
+    reference: &Reference,
+    layer: &Layer,
+    c: Compression,
+) -> Result<Produced> {
+    let mut attempt = 0;
+    loop {
+        match upload_once(client, reference, layer, c) {
+            Ok(p) => return Ok(p),
+            Err(Upload::Fatal(e)) => return Err(e),
+            Err(Upload::Retry(e)) => {
+                attempt += 1;
+                if attempt >= client.retry.attempts {
+                    return Err(e.context(format!("upload failed {attempt} times")));
+                }
+                log::note(&format!("{}: {e:#}; uploading it again", layer.what));
+                std::thread::sleep(client.retry.wait(attempt));
+            }
+        }
+    }
+}
+
+enum Upload {
+    Retry(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+fn upload_once(
+    client: &Client,
+    reference: &Reference,
+    layer: &Layer,
+    c: Compression,
+) -> std::result::Result<Produced, Upload> {
+    let location = start_upload(client, reference).map_err(Upload::Retry)?;
+    let (tx, rx) = sync_channel::<Vec<u8>>(4);
+    let (sent, produced) = std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let mut sink = ChannelSink::new(tx);
+            produce_into(layer, c, &mut sink)
+        });
+        let body = Body::Stream(Box::new(ChannelReader::new(rx)));
+        let headers = [("Content-Type", "application/octet-stream")];
+        let sent = client.send("PATCH", &location, &push_scopes(reference), &headers, body);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the layer's producer panicked")));
+        (sent, produced)
+    });
+    let (produced, resp) = match (produced, sent) {
+        (Ok(p), Ok(resp)) if resp.status() == 202 => (p, resp),
+        // The registry took a short body because the layer could not be read: give up.
+        (Err(e), Ok(resp)) if resp.status() == 202 => {
+            let _ = client.send(
+                "DELETE",
+                &location,
+                &push_scopes(reference),
+                &[],
+                Body::Empty,
+            );
+            return Err(Upload::Fatal(e));
+        }
+        (_, Ok(resp)) => {
+            let code = resp.status();
+            return Err(Upload::Retry(anyhow!("upload: {}", describe(code, resp))));
+        }
+        // The transfer broke: the producer only saw its reader go.
+        (_, Err(e)) => return Err(Upload::Retry(e)),
+    };
+    let location = location_of(client, &resp).map_err(Upload::Retry)?;
+    finish_upload(client, reference, &location, &produced.digest, Body::Empty)
+        .map_err(Upload::Retry)?;
+    Ok(produced)
+}
+
+/// Closes an upload with its digest (and, for a monolithic upload, its bytes).
+fn finish_upload(
+    client: &Client,
+    reference: &Reference,
+    location: &str,
+    digest: &Digest,
+    body: Body,
+) -> Result<()> {
+    let url = with_digest(location, digest);
+    let headers = [("Content-Type", "application/octet-stream")];
+    let resp = client.send("PUT", &url, &push_scopes(reference), &headers, body)?;
+    if resp.status() != 201 {
+        let code = resp.status();
+        bail!(
+            "blob {digest}: the registry did not accept it: {}",
+            describe(code, resp)
+        );
+    }
+    Ok(())
+}
+
+/// Pushes a small blob (a config) whole, unless the registry has it.
+fn push_bytes(
+    client: &Client,
+    reference: &Reference,
+    media_type: MediaType,
+    bytes: &[u8],
+) -> Result<Descriptor> {
+    let digest = Digest::of(bytes);
+    if !has_blob(client, reference, &digest)? {
+        let location = start_upload(client, reference)?;
+        finish_upload(client, reference, &location, &digest, Body::Bytes(bytes))?;
+    }
+    Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+}
+
+/// PUTs a manifest or an index at the reference's tag or digest.
+fn put_manifest(
+    client: &Client,
+    reference: &Reference,
+    media_type: MediaType,
+    bytes: &[u8],
+) -> Result<Descriptor> {
+    let digest = Digest::of(bytes);
+    if let Version::Digest(d) = &reference.version {
+        if *d != digest {
+            bail!("{reference}: the manifest to push hashes to {digest}");
+        }
+    }
+    let url = client.url(&format!(
+        "/v2/{}/manifests/{}",
+        reference.repository,
+        reference.version_text()
+    ));
+    let headers = [("Content-Type", media_type.as_str())];
+    let resp = client.send(
+        "PUT",
+        &url,
+        &push_scopes(reference),
+        &headers,
+        Body::Bytes(bytes),
+    )?;
+    if resp.status() != 201 {
+        let code = resp.status();
+        bail!(
+            "{reference}: the registry refused the manifest: {}",
+            describe(code, resp)
+        );
+    }
+    if let Some(stated) = resp.header("docker-content-digest") {
+        if stated != digest.to_string() {
+            bail!("{reference}: the registry stored the manifest as {stated}, not {digest}");
+        }
+    }
+    Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+}
+
+/// The digest reference of a pushed manifest in the same repository.
+pub fn by_digest(reference: &Reference, digest: &Digest) -> Reference {
+    reference.with_version(Version::Digest(digest.clone()))
+}
+
+/// Chunks a layer's bytes into a channel, for an upload's body.
+struct ChannelSink {
+    tx: SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+const CHUNK: usize = 256 << 10;
+
+impl ChannelSink {
+    fn new(tx: SyncSender<Vec<u8>>) -> Self {
+        ChannelSink {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+            chunk: Vec::new(),
+        }
+    }
+
+    fn send(&mut self) -> Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| anyhow!("the upload stopped"))
+    }
+}
+
+impl Sink for ChannelSink {
+    fn write_all(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let n = (CHUNK - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == CHUNK {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let result = read_chunks(file, path, offset, len, &mut chunk, |c| self.write_all(c));
+        self.chunk = chunk;
+        result
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self.buf.is_empty() {
+            true => Ok(()),
+            false => self.send(),
+        }
+    }
+}
+
+/// The reading end: an upload body that ends when the producer is done.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.current = next;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.current.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
