@@ -107,13 +107,27 @@ let
 
   # passthru.copyTo: `copy-to DEST [--compress …] [--format …]` runs `stevedore copy` on
   # an image, from `source` (a layered image's conf: no docker archive is written first).
-  copyToScript =
-    name: source:
-    finish (run "${name}-copy-to" ''
+  copyToScript = name: source: copyScript "${name}-copy-to" "copy-to" "'${source}'";
+
+  # passthru.copyToRegistry: `copy-to-registry [FLAGS…]` pushes the image to
+  # docker://IMAGENAME:IMAGETAG (flags as `stevedore copy` takes them).
+  copyToRegistryScript =
+    name: source: imageName: imageTag:
+    copyScript "${name}-copy-to-registry" "copy-to-registry" "'${source}' 'docker://${imageName}:${imageTag}'";
+
+  copyScript =
+    name: program: args:
+    finish (run name ''
       mkdir -p "$out/bin"
-      printf '#!%s\nexec %s copy %s "$@"\n' ${bash}/bin/bash ${helper} '${source}' > "$out/bin/copy-to"
-      chmod +x "$out/bin/copy-to"
-    '' { preferLocalBuild = true; }) { } { mainProgram = "copy-to"; };
+      printf '#!%s\nexec %s copy %s "$@"\n' ${bash}/bin/bash ${helper} "${args}" > "$out/bin/${program}"
+      chmod +x "$out/bin/${program}"
+    '' { preferLocalBuild = true; }) { } { mainProgram = program; };
+
+  # Both copy scripts of an image.
+  copyScripts = name: source: imageName: imageTag: {
+    copyTo = copyToScript name source;
+    copyToRegistry = copyToRegistryScript name source imageName imageTag;
+  };
 
   run =
     name: script: extra:
@@ -216,8 +230,8 @@ let
       // {
         inherit imageTag conf streamScript;
         isExe = true;
-        copyTo = copyToScript baseName conf;
       }
+      // copyScripts baseName conf (toLower name) imageTag
     ) meta
   );
 
@@ -236,7 +250,7 @@ let
       '' { };
     in
     finish (image // { inherit (stream) imageName; }) {
-      inherit (stream) imageTag copyTo;
+      inherit (stream) imageTag copyTo copyToRegistry;
       inherit stream;
     } meta
   );
@@ -393,11 +407,13 @@ let
       imageTag =
         if tag != null then tag else substring 0 32 (baseNameOf (unsafeDiscardStringContext result.outPath));
     in
-    finish (result // { inherit imageTag; imageName = toLower name; }) {
-      buildArgs = args;
-      inherit layer imageTag;
-      copyTo = copyToScript baseName "docker-archive:${result}";
-    } meta
+    finish (result // { inherit imageTag; imageName = toLower name; }) (
+      {
+        buildArgs = args;
+        inherit layer imageTag;
+      }
+      // copyScripts baseName "docker-archive:${result}" (toLower name) imageTag
+    ) meta
   );
 
   binSh = linkTree "bin-sh" { "bin/sh" = "${bash}/bin/bash"; };
@@ -535,7 +551,7 @@ let
     in
     finish (run "${drv.name}-env.tar${ext}" ''
       stevedore build-layered ${stream.conf} --compressor ${compressor} -o "$out"
-    '' { }) { inherit (stream) imageTag copyTo; } { }
+    '' { }) { inherit (stream) imageTag copyTo copyToRegistry; } { }
     // { inherit (stream) imageName; };
 
   # mergeImages: one archive holding all the images, compressed as the last one is.

@@ -213,6 +213,26 @@ enum Command {
     /// Builder of nix/default.nix's buildImage baseJson (reads .attrs.json).
     #[command(hide = true)]
     NixBaseJson,
+    /// Builder of nix/default.nix's pullImage (reads .attrs.json).
+    #[command(hide = true)]
+    NixPullImage,
+    /// Print pullImage's arguments for IMAGE[:TAG] (docker://'s names, without it): the
+    /// digest the tag names now and the hash of the archive pullImage writes.
+    Prefetch {
+        image: String,
+        /// os of the image to take from an index (default linux).
+        #[arg(long)]
+        os: Option<String>,
+        /// Its architecture (default this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Its variant.
+        #[arg(long)]
+        variant: Option<String>,
+        /// Check the registry's TLS certificate (false: also allow plain http).
+        #[arg(long, action = clap::ArgAction::Set)]
+        tls_verify: Option<bool>,
+    },
 }
 
 fn main() {
@@ -324,6 +344,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::NixConf => stevedore::derivation::conf::run(),
         Command::NixBuildImage => stevedore::derivation::build_image::run(),
+        Command::NixPullImage => stevedore::derivation::pull_image::run(),
+        Command::Prefetch {
+            image,
+            os,
+            arch,
+            variant,
+            tls_verify,
+        } => {
+            let want = stevedore::registry::pull::Want {
+                os,
+                architecture: arch,
+                variant,
+            };
+            let text = stevedore::derivation::pull_image::prefetch(&image, want, tls_verify)?;
+            print!("{text}");
+            Ok(())
+        }
         Command::NixBaseJson => stevedore::derivation::base_json::run(),
         Command::CopyToRoot {
             dest,

@@ -6,3 +6,4 @@ pub mod base_json;
 pub mod build_image;
 pub mod conf;
 pub mod nix_db;
+pub mod pull_image;
