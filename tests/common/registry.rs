@@ -39,7 +39,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -221,7 +225,8 @@ impl Head {
     }
 
     fn content_length(&self) -> Option<u64> {
-        self.get("content-length").and_then(|v| v.trim().parse().ok())
+        self.get("content-length")
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
@@ -322,7 +327,10 @@ fn copy_body(r: &mut impl BufRead, w: &mut impl Write, len: BodyLen, raw: bool) 
             loop {
                 let mut line = Vec::new();
                 if r.read_until(b'\n', &mut line)? == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in chunk size"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "EOF in chunk size",
+                    ));
                 }
                 if raw {
                     w.write_all(&line)?;
@@ -331,7 +339,10 @@ fn copy_body(r: &mut impl BufRead, w: &mut impl Write, len: BodyLen, raw: bool) 
                 let text = String::from_utf8_lossy(&line);
                 let size_text = text.split(';').next().unwrap_or("").trim();
                 let size = u64::from_str_radix(size_text, 16).map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {text:?}"))
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad chunk size {text:?}"),
+                    )
                 })?;
                 if size == 0 {
                     // Trailer section, up to an empty line.
@@ -352,7 +363,10 @@ fn copy_body(r: &mut impl BufRead, w: &mut impl Write, len: BodyLen, raw: bool) 
                 let copied = io::copy(&mut r.take(size), w)?;
                 written += copied;
                 if copied < size {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in a chunk"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "EOF in a chunk",
+                    ));
                 }
                 let mut crlf = Vec::new();
                 r.read_until(b'\n', &mut crlf)?;
@@ -397,7 +411,10 @@ fn http_exchange(
     let stream = TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        let _ = write!(head, "Host: {addr}\r\n");
+    }
     for (n, v) in headers {
         let _ = write!(head, "{n}: {v}\r\n");
     }
@@ -439,8 +456,8 @@ fn http_exchange(
     })
 }
 
-/// One HTTP/1.1 request to `addr` ("127.0.0.1:PORT") with `Connection: close`, a
-/// `Content-Length` body if `body` is given, and the response read to its end (chunked
+/// One HTTP/1.1 request to `addr` ("127.0.0.1:PORT") with `Connection: close`,
+/// `Host: ADDR` unless `headers` has a Host, a `Content-Length` body if `body` is given, and the response read to its end (chunked
 /// bodies decoded).
 pub fn http(
     addr: &str,
@@ -1037,7 +1054,10 @@ fn serve_token(stream: TcpStream, st: &TokenState) -> io::Result<()> {
         .map(|(_, v)| v.clone());
     let creds = head
         .get("authorization")
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
         .and_then(|b| base64_decode(b.trim()))
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map(|s| match s.split_once(':') {
@@ -1046,7 +1066,10 @@ fn serve_token(stream: TcpStream, st: &TokenState) -> io::Result<()> {
         });
     let path = target.split('?').next().unwrap_or("");
     let (status, body) = if method != "GET" || path != "/token" {
-        (404, json!({"errors": [{"code": "NOT_FOUND", "message": "only GET /token"}]}))
+        (
+            404,
+            json!({"errors": [{"code": "NOT_FOUND", "message": "only GET /token"}]}),
+        )
     } else {
         let authenticated = match &creds {
             Some((u, p)) => (u == &st.user && p == &st.password).then_some(true),
@@ -1058,7 +1081,10 @@ fn serve_token(stream: TcpStream, st: &TokenState) -> io::Result<()> {
                 json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}),
             ),
             Some(authenticated) => {
-                let access: Vec<Value> = scopes.iter().filter_map(|s| grant(s, authenticated)).collect();
+                let access: Vec<Value> = scopes
+                    .iter()
+                    .filter_map(|s| grant(s, authenticated))
+                    .collect();
                 let now = unix_now();
                 let user = if authenticated { st.user.as_str() } else { "" };
                 let token = make_jwt(st, user, access, now.saturating_sub(10), now + 300);
@@ -1171,7 +1197,12 @@ struct ProxyState {
 
 impl ProxyState {
     /// Takes one firing of the first rule matching the request for which `wanted` holds.
-    fn take(&self, method: &str, path: &str, wanted: impl Fn(&Fault) -> bool) -> Option<(usize, Fault)> {
+    fn take(
+        &self,
+        method: &str,
+        path: &str,
+        wanted: impl Fn(&Fault) -> bool,
+    ) -> Option<(usize, Fault)> {
         let mut rules = lock(&self.rules);
         let (id, rule) = rules.iter_mut().enumerate().find(|(_, r)| {
             r.remaining > 0
@@ -1238,7 +1269,13 @@ impl FaultProxy {
 
     /// Adds a fault for the next `times` requests with `method` ("*" for any) whose target
     /// contains `path_contains`; returns its id. Rules are tried in the order added.
-    pub fn add_fault(&self, method: &str, path_contains: &str, fault: Fault, times: usize) -> usize {
+    pub fn add_fault(
+        &self,
+        method: &str,
+        path_contains: &str,
+        fault: Fault,
+        times: usize,
+    ) -> usize {
         let mut rules = lock(&self.state.rules);
         rules.push(Rule {
             method: method.to_string(),
@@ -1298,7 +1335,7 @@ impl<W: Write> Write for FaultWriter<'_, W> {
                 let keep = self.at.saturating_sub(self.pos) as usize;
                 self.inner.write_all(&buf[..keep.min(buf.len())])?;
                 self.inner.flush()?;
-                return Err(io::Error::new(io::ErrorKind::Other, "fault: connection dropped"));
+                return Err(io::Error::other("fault: connection dropped"));
             }
             Fault::CorruptByte if self.pos <= self.at && self.at < end => {
                 let mut copy = buf.to_vec();
@@ -1351,7 +1388,9 @@ fn proxy_one(
     match reader.fill_buf()?.first() {
         None => return Ok(()),
         Some(b) if !b.is_ascii_uppercase() => {
-            out.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+            out.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            )?;
             let _ = out.shutdown(Shutdown::Write);
             return Ok(());
         }
@@ -1380,8 +1419,13 @@ fn proxy_one(
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     head.remove("expect");
 
-    if let Some((id, Fault::Status { status, retry_after })) =
-        st.take(&method, &target, |f| matches!(f, Fault::Status { .. }))
+    if let Some((
+        id,
+        Fault::Status {
+            status,
+            retry_after,
+        },
+    )) = st.take(&method, &target, |f| matches!(f, Fault::Status { .. }))
     {
         st.update(idx, status, Some(id));
         if !expect {
@@ -1429,7 +1473,10 @@ fn proxy_one(
             Ok(Some(h)) => break h,
             Ok(None) => {
                 sent?;
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "upstream closed",
+                ));
             }
             Err(e) => {
                 sent?;
@@ -1654,7 +1701,14 @@ pub fn registry_manifest(src: &str, extra: &[&str]) -> Value {
 
 /// Makes a sample image and pushes it to `registry/repo:tag` (a plain registry, or one
 /// `extra` gives credentials for); returns the image and the pushed manifest.
-pub fn seed_registry(dir: &Path, registry: &str, repo_tag: &str, seed: u64, len: usize, extra: &[&str]) -> (SampleImage, Value) {
+pub fn seed_registry(
+    dir: &Path,
+    registry: &str,
+    repo_tag: &str,
+    seed: u64,
+    len: usize,
+    extra: &[&str],
+) -> (SampleImage, Value) {
     let image = sample_image(dir, seed, len);
     let dest = format!("{registry}/{repo_tag}");
     let out = push_image(&image, &dest, extra);
@@ -1672,7 +1726,8 @@ fn registry_manifest_with(src: &str, extra: &[&str]) -> Value {
             if let Some(c) = a.strip_prefix("--dest-creds=") {
                 Some(format!("--creds={c}"))
             } else {
-                a.strip_prefix("--dest-authfile=").map(|f| format!("--authfile={f}"))
+                a.strip_prefix("--dest-authfile=")
+                    .map(|f| format!("--authfile={f}"))
             }
         })
         .collect();
