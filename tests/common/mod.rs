@@ -2,6 +2,8 @@
 //! and real external tools.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::os::unix::process::CommandExt;
 
 use std::path::{Path, PathBuf};
