@@ -30,7 +30,8 @@ pub fn run() -> Result<()> {
     let text = |k: &str| attrs::string(&a, k).filter(|v| !v.is_empty());
     let name = text("sourceImageName").context("no sourceImageName attribute")?;
     let digest = text("imageDigest").context("no imageDigest attribute")?;
-    let reference = Reference::parse(&format!("{name}@{digest}")).context("imageName, imageDigest")?;
+    let reference =
+        Reference::parse(&format!("{name}@{digest}")).context("imageName, imageDigest")?;
     let request = Request {
         reference,
         want: Want {
@@ -51,7 +52,10 @@ pub fn run() -> Result<()> {
 /// Pulls the image and writes it as a docker archive at `out`.
 pub fn pull_to_archive(request: &Request, out: &Path) -> Result<()> {
     if !matches!(request.reference.version, Version::Digest(_)) {
-        bail!("{}: pullImage needs a digest (imageDigest), not a tag", request.reference);
+        bail!(
+            "{}: pullImage needs a digest (imageDigest), not a tag",
+            request.reference
+        );
     }
     let registry = client::Options {
         tls_verify: match request.tls_verify {
@@ -95,10 +99,7 @@ pub fn prefetch(image: &str, want: Want, tls_verify: Option<bool>) -> Result<Str
         Version::Tag(t) => t.clone(),
         Version::Digest(_) => "latest".to_string(),
     };
-    let name = image
-        .split_once('@')
-        .map_or(image, |(n, _)| n)
-        .to_string();
+    let name = image.split_once('@').map_or(image, |(n, _)| n).to_string();
     let name = match name.rsplit_once(':') {
         Some((n, t)) if !t.contains('/') => n.to_string(),
         _ => name,
