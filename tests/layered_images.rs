@@ -3,6 +3,7 @@
 //! with chroot using the image's Entrypoint/Cmd, Env, User and WorkingDir.
 
 mod common;
+use common::containerd::*;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -907,58 +908,6 @@ fn build_image_closure_append_equals_gnu_tar_append() {
         .unwrap()
         .to_string();
     assert!(std::fs::read(&ours).unwrap() == tar_member(&image, &member));
-}
-
-/// A containerd of the test's own (root, state and socket in a temporary directory).
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Containerd {
-    fn start() -> Containerd {
-        let dir = tempfile::Builder::new()
-            .prefix("ctd")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let child = Command::new("containerd")
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .arg("--address")
-            .arg(dir.path().join("sock"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("containerd");
-        let ctd = Containerd { dir, child };
-        for _ in 0..100 {
-            if ctd
-                .ctr()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
-                return ctd;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("containerd did not start");
-    }
-
-    fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(self.dir.path().join("sock"));
-        c
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

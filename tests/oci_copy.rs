@@ -7,6 +7,7 @@
 //! copy leaves no destination (no `index.json` naming missing blobs for `oci:`).
 
 mod common;
+use common::containerd::*;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -16,10 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CASES: [&str; 4] = ["default", "owner", "popularity", "from_image"];
-const SOURCES: &str =
-    "CONF.json, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG] or oci-archive:PATH[:TAG]";
-const DESTS: &str = "docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG] or oci-archive:PATH[:TAG]";
-const HELLO: &str = "hello from app\n";
+const SOURCES: &str = "CONF.json, docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]";
+const DESTS: &str = "docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]";
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -27,36 +26,6 @@ fn tempdir() -> tempfile::TempDir {
 
 fn text(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// The golden conf `default` over a base image whose only layer is a static busybox as
-/// `/bin/sh`, so that its `/bin/app` (a `#!/bin/sh` script) runs.
-fn runnable_conf(dir: &Path) -> PathBuf {
-    let golden = read_json(&golden_conf("default", dir));
-    let src = dir.join("shell-src");
-    std::fs::create_dir_all(src.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", src.join("bin/sh")).unwrap();
-    let layer = dir.join("shell-layer");
-    run(stevedore()
-        .arg("customisation-layer")
-        .arg(&src)
-        .arg("-o")
-        .arg(&layer));
-    let mut base = golden.clone();
-    base["store_layers"] = json!([]);
-    base["customisation_layer"] = json!(layer);
-    base["config"] = json!({});
-    base["repo_tag"] = json!("shell:base");
-    let base_conf = write_tmp(dir, "shell.conf.json", base.to_string().as_bytes());
-    let base_tar = dir.join("shell.tar");
-    run(stevedore()
-        .arg("build-layered")
-        .arg(&base_conf)
-        .arg("-o")
-        .arg(&base_tar));
-    let mut conf = golden;
-    conf["from_image"] = json!(base_tar);
-    write_tmp(dir, "runnable.conf.json", conf.to_string().as_bytes())
 }
 
 /// Runs `argv` chrooted into `rootfs` with exactly `env`, in `cwd`, as `uid`:`gid`;
@@ -407,66 +376,6 @@ fn python_and_go_times_compare_as_instants() {
     assert_eq!(instant("store paths: []"), None);
 }
 
-/// A containerd of the test's own (root, state and socket in a temporary directory, the
-/// CRI plugin off, so it serves nothing but its socket); stopped when dropped.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Containerd {
-    fn start() -> Containerd {
-        let dir = tempfile::Builder::new()
-            .prefix("ctd")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let config = write_tmp(
-            dir.path(),
-            "config.toml",
-            b"version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
-        );
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .arg("--address")
-            .arg(dir.path().join("sock"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("containerd");
-        let ctd = Containerd { dir, child };
-        for _ in 0..100 {
-            if ctd
-                .ctr()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
-                return ctd;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("containerd did not start");
-    }
-
-    fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(self.dir.path().join("sock"));
-        c
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn containerd_imports_and_runs_what_copy_writes() {
     let dir = tempdir();
@@ -720,7 +629,10 @@ fn bad_arguments_fail_with_one_line_naming_them() {
         "oci:",
         "oci-archive:",
         "docker-archive:",
-        "docker://docker.io/library/busybox:latest",
+        "docker://",
+        "docker://127.0.0.1:1/Upper",
+        "docker://127.0.0.1:1/a:",
+        "docker://127.0.0.1:1/a@sha256:12",
         "dir:/tmp/x",
         "image.tar",
         "docker-archive:x.tar:notag",

@@ -2,6 +2,7 @@
 //! and real external tools.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod registry;
 
 use std::os::unix::process::CommandExt;
