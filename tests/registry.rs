@@ -510,3 +510,61 @@ fn injected_faults_are_retried_and_never_give_a_wrong_image() {
     let missing = inspect_raw(&format!("{}/fault/never:v1", reg.addr()), &[]);
     assert!(!missing.status.success());
 }
+
+#[test]
+fn blob_downloads_follow_redirects_to_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reg = Registry::plain();
+    let conf = digest_conf("default", d);
+    copy(d, &[conf.to_str().unwrap(), &format!("docker://{}/redir/img:v1", reg.addr())]);
+    // The "storage": another host name and port in front of the same registry.
+    let storage = FaultProxy::start(reg.addr());
+    let port = storage.addr().rsplit_once(':').unwrap().1.to_string();
+    let front = FaultProxy::start(reg.addr());
+    let host = format!("localhost:{port}");
+    let redirect = front.add_fault("GET", "/blobs/", Fault::Redirect { host }, 100);
+    let back = d.join("back.tar");
+    let src = format!("docker://{}/redir/img:v1", front.addr());
+    copy(d, &[&src, &format!("docker-archive:{}", back.display())]);
+    assert_eq!(front.fired(redirect), 7, "a config and six layers");
+    assert_eq!(storage.count("GET", "/blobs/"), 7);
+    assert_eq!(config(&back), config_of_conf(&conf, d));
+}
+
+#[test]
+fn proxy_variables_are_honoured_except_for_no_proxy_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reg = Registry::plain();
+    let conf = digest_conf("default", d);
+    // A name only the proxy can reach: it forwards every request to the registry.
+    let proxy = FaultProxy::start(reg.addr());
+    let dest = "docker://registry.stevedore.test:5000/proxied/img:v1";
+    let via_proxy = |cmd: &mut Command| {
+        cmd.env("HTTP_PROXY", format!("http://{}", proxy.addr()))
+            .env("HTTPS_PROXY", format!("http://{}", proxy.addr()))
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy");
+    };
+    let mut push = sd(d);
+    via_proxy(&mut push);
+    ok(push.args(["copy", conf.to_str().unwrap(), dest, "--tls-verify=false"]));
+    assert!(proxy.count("PUT", "/v2/proxied/img/manifests/v1") >= 1);
+    assert_eq!(
+        skopeo_config(&format!("docker://{}/proxied/img:v1", reg.addr())),
+        config_of_conf(&conf, d)
+    );
+    // NO_PROXY names the host: no request reaches the proxy.
+    let before = proxy.requests().len();
+    let mut pull = sd(d);
+    via_proxy(&mut pull);
+    let out = bounded(pull.env("NO_PROXY", "other.test,.stevedore.test").args([
+        "copy",
+        dest,
+        "oci:/nonexistent-never/x",
+        "--tls-verify=false",
+    ]));
+    assert!(!out.status.success());
+    assert_eq!(proxy.requests().len(), before);
+}

@@ -1140,6 +1140,9 @@ pub enum Fault {
         status: u16,
         retry_after: Option<u64>,
     },
+    /// Answer `307 Temporary Redirect` to the same path on another host (`http://HOST`),
+    /// as registries do to send blob downloads to storage.
+    Redirect { host: String },
     /// Forward, then close the connection after half of the response body (only fires on
     /// 2xx responses with a non-empty body).
     DropMidBody,
@@ -1419,6 +1422,19 @@ fn proxy_one(
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     head.remove("expect");
 
+    if let Some((id, Fault::Redirect { host })) =
+        st.take(&method, &target, |f| matches!(f, Fault::Redirect { .. }))
+    {
+        st.update(idx, 307, Some(id));
+        if !expect {
+            copy_body(&mut reader, &mut io::sink(), req_len, false)?;
+        }
+        let extra = format!("Location: http://{host}{target}\r\n");
+        out.write_all(&simple_response(307, &extra, &method))?;
+        out.flush()?;
+        let _ = out.shutdown(Shutdown::Write);
+        return Ok(());
+    }
     if let Some((
         id,
         Fault::Status {
@@ -1498,7 +1514,9 @@ fn proxy_one(
         && resp_len != BodyLen::Empty
         && resp_len != BodyLen::Fixed(0)
     {
-        st.take(&method, &target, |f| !matches!(f, Fault::Status { .. }))
+        st.take(&method, &target, |f| {
+            !matches!(f, Fault::Status { .. } | Fault::Redirect { .. })
+        })
     } else {
         None
     };
