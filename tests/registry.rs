@@ -517,7 +517,13 @@ fn blob_downloads_follow_redirects_to_another_host() {
     let d = dir.path();
     let reg = Registry::plain();
     let conf = digest_conf("default", d);
-    copy(d, &[conf.to_str().unwrap(), &format!("docker://{}/redir/img:v1", reg.addr())]);
+    copy(
+        d,
+        &[
+            conf.to_str().unwrap(),
+            &format!("docker://{}/redir/img:v1", reg.addr()),
+        ],
+    );
     // The "storage": another host name and port in front of the same registry.
     let storage = FaultProxy::start(reg.addr());
     let port = storage.addr().rsplit_once(':').unwrap().1.to_string();

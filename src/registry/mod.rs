@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod credentials;
+pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;

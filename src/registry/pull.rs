@@ -5,13 +5,13 @@
 //! resumed, so a blob on disk is whole and right or absent.
 
 use super::client::{describe, Body, Client};
+use super::progress::Progress;
 use super::reference::{Reference, Version};
 use crate::image::descriptor::{Descriptor, Platform};
 use crate::image::digest::Digest;
 use crate::image::media::{MediaType, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::image::model::{ArchiveLayout, Blob, Config, Image, Layer, Source};
 use crate::image::oci::{Index, Manifest};
-use crate::log;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use sha2::Digest as _;
@@ -208,6 +208,8 @@ pub fn pull(
             diff_ids.len()
         );
     }
+    let total = manifest.layers.iter().map(|d| d.size).sum();
+    let progress = Progress::new(&format!("pulling {reference}"), Some(total));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
         .build()?;
@@ -216,7 +218,7 @@ pub fn pull(
             .layers
             .par_iter()
             .zip(diff_ids)
-            .map(|(d, diff_id)| pull_layer(client, reference, d, diff_id, dir))
+            .map(|(d, diff_id)| pull_layer(client, reference, d, diff_id, dir, &progress))
             .collect::<Result<_>>()
     })?;
     Ok(Pulled {
@@ -246,6 +248,7 @@ fn pull_layer(
     d: &Descriptor,
     diff_id: Digest,
     dir: &Path,
+    progress: &Progress,
 ) -> Result<Layer> {
     let MediaType::Layer(_, codec) = d.media_type else {
         bail!(
@@ -255,7 +258,12 @@ fn pull_layer(
         );
     };
     let path = dir.join(d.digest.hex());
-    download(client, reference, d, &path)?;
+    download(client, reference, d, &path, progress)?;
+    progress.note(&format!(
+        "{reference}: blob {}: downloaded {}",
+        d.digest,
+        crate::log::size(d.size)
+    ));
     Ok(Layer {
         diff_id: Some(diff_id),
         blob: Some(Blob {
@@ -282,16 +290,22 @@ pub fn fetch_small_blob(client: &Client, reference: &Reference, d: &Descriptor) 
         );
     }
     let mut out = Vec::new();
-    fetch_blob(client, reference, d, &mut out)?;
+    fetch_blob(client, reference, d, &mut out, &Progress::new("", None))?;
     Ok(out)
 }
 
 /// Downloads a blob to `path` (written to a temporary name, renamed when it checks out).
-fn download(client: &Client, reference: &Reference, d: &Descriptor, path: &Path) -> Result<()> {
+fn download(
+    client: &Client,
+    reference: &Reference,
+    d: &Descriptor,
+    path: &Path,
+    progress: &Progress,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new().prefix(".blob-").tempfile_in(dir)?;
     let mut file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-    fetch_blob(client, reference, d, &mut file)?;
+    fetch_blob(client, reference, d, &mut file, progress)?;
     drop(file);
     tmp.persist(path)
         .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -328,6 +342,7 @@ fn fetch_blob(
     reference: &Reference,
     d: &Descriptor,
     out: &mut dyn Restart,
+    progress: &Progress,
 ) -> Result<()> {
     let url = client.url(&format!("/v2/{}/blobs/{}", reference.repository, d.digest));
     let what = || format!("{reference}: blob {}", d.digest);
@@ -341,7 +356,7 @@ fn fetch_blob(
             let code = resp.status();
             bail!("{}: {}", what(), describe(code, resp));
         }
-        match copy_checked(resp.into_reader(), out, d) {
+        match copy_checked(resp.into_reader(), out, d, progress) {
             Ok(()) => return Ok(()),
             Err(e) => {
                 attempt += 1;
@@ -349,7 +364,7 @@ fn fetch_blob(
                     return Err(e)
                         .with_context(|| format!("{} (after {attempt} attempts)", what()));
                 }
-                log::note(&format!("{}: {e:#}; downloading it again", what()));
+                progress.note(&format!("{}: {e:#}; downloading it again", what()));
                 std::thread::sleep(client.retry.wait(attempt));
             }
         }
@@ -358,7 +373,12 @@ fn fetch_blob(
 
 /// Copies a blob's body, refusing more bytes than its size, fewer, or bytes that do not
 /// hash to its digest.
-fn copy_checked(mut body: impl Read, out: &mut dyn Write, d: &Descriptor) -> Result<()> {
+fn copy_checked(
+    mut body: impl Read,
+    out: &mut dyn Write,
+    d: &Descriptor,
+    progress: &Progress,
+) -> Result<()> {
     let mut sha = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
@@ -368,6 +388,7 @@ fn copy_checked(mut body: impl Read, out: &mut dyn Write, d: &Descriptor) -> Res
             break;
         }
         total += n as u64;
+        progress.add(n as u64);
         if total > d.size {
             bail!("more than the {} bytes its descriptor states", d.size);
         }

@@ -9,6 +9,7 @@
 
 use super::cache::{Cache, Known};
 use super::client::{describe, Body, Client};
+use super::progress::Progress;
 use super::reference::{Reference, Version};
 use crate::image::compress::{Codec, Compression};
 use crate::image::descriptor::Descriptor;
@@ -94,13 +95,14 @@ fn push_at(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .build()?;
+    let progress = Progress::new(&format!("pushing {reference}"), None);
     let results: Vec<(Pushed, How)> = pool.install(|| {
         image
             .layers
             .par_iter()
             .with_max_len(1)
             .map(|layer| {
-                push_layer(client, reference, layer, opts, cache)
+                push_layer(client, reference, layer, opts, cache, &progress)
                     .with_context(|| layer.what.clone())
             })
             .collect::<Result<_>>()
@@ -201,11 +203,12 @@ fn push_layer(
     layer: &Layer,
     opts: &Options,
     cache: &Cache,
+    progress: &Progress,
 ) -> Result<(Pushed, How)> {
     if let Some((diff_id, known)) = known_blob(layer, opts.compression, cache) {
         if let Some(how) = find_or_mount(client, reference, &known.digest, opts, cache)? {
             cache.put_repository(&client.registry, &known.digest, &reference.repository);
-            log::note(&format!(
+            progress.note(&format!(
                 "{reference}: blob {}: {}",
                 known.digest,
                 says(&how)
@@ -213,14 +216,14 @@ fn push_layer(
             return Ok((Pushed { diff_id, known }, how));
         }
     }
-    let produced = upload_layer(client, reference, layer, opts.compression)?;
+    let produced = upload_layer(client, reference, layer, opts.compression, progress)?;
     let known = Known {
         digest: produced.digest.clone(),
         size: produced.size,
     };
     cache.put_blob(&produced.diff_id, opts.compression, &known);
     cache.put_repository(&client.registry, &known.digest, &reference.repository);
-    log::note(&format!(
+    progress.note(&format!(
         "{reference}: blob {}: uploaded {}",
         known.digest,
         log::size(known.size)
@@ -339,10 +342,11 @@ fn upload_layer(
     reference: &Reference,
     layer: &Layer,
     c: Compression,
+    progress: &Progress,
 ) -> Result<Produced> {
     let mut attempt = 0;
     loop {
-        match upload_once(client, reference, layer, c) {
+        match upload_once(client, reference, layer, c, progress) {
             Ok(p) => return Ok(p),
             Err(Upload::Fatal(e)) => return Err(e),
             Err(Upload::Retry(e)) => {
@@ -350,7 +354,7 @@ fn upload_layer(
                 if attempt >= client.retry.attempts {
                     return Err(e.context(format!("upload failed {attempt} times")));
                 }
-                log::note(&format!("{}: {e:#}; uploading it again", layer.what));
+                progress.note(&format!("{}: {e:#}; uploading it again", layer.what));
                 std::thread::sleep(client.retry.wait(attempt));
             }
         }
@@ -367,6 +371,7 @@ fn upload_once(
     reference: &Reference,
     layer: &Layer,
     c: Compression,
+    progress: &Progress,
 ) -> std::result::Result<Produced, Upload> {
     let location = start_upload(client, reference).map_err(Upload::Retry)?;
     let (tx, rx) = sync_channel::<Vec<u8>>(4);
@@ -375,7 +380,7 @@ fn upload_once(
             let mut sink = ChannelSink::new(tx);
             produce_into(layer, c, &mut sink)
         });
-        let body = Body::Stream(Box::new(ChannelReader::new(rx)));
+        let body = Body::Stream(Box::new(ChannelReader::new(rx, progress)));
         let headers = [("Content-Type", "application/octet-stream")];
         let sent = client.send("PATCH", &location, &push_scopes(reference), &headers, body);
         let produced = producer
@@ -546,23 +551,25 @@ impl Sink for ChannelSink {
 }
 
 /// The reading end: an upload body that ends when the producer is done.
-struct ChannelReader {
+struct ChannelReader<'a> {
     rx: Receiver<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
+    progress: &'a Progress,
 }
 
-impl ChannelReader {
-    fn new(rx: Receiver<Vec<u8>>) -> Self {
+impl<'a> ChannelReader<'a> {
+    fn new(rx: Receiver<Vec<u8>>, progress: &'a Progress) -> Self {
         ChannelReader {
             rx,
             current: Vec::new(),
             pos: 0,
+            progress,
         }
     }
 }
 
-impl Read for ChannelReader {
+impl Read for ChannelReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.current.len() {
             match self.rx.recv() {
@@ -576,6 +583,7 @@ impl Read for ChannelReader {
         let n = (self.current.len() - self.pos).min(out.len());
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
+        self.progress.add(n as u64);
         Ok(n)
     }
 }
