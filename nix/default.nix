@@ -561,10 +561,130 @@ let
       merged = run "merge-docker-images" ''stevedore merge-images -o "$out" ${concatStringsSep " " (map toString images)}'' { };
     in
     finish merged { copyTo = copyToScript "merged" "docker-archive:${merged}"; } { };
+
+  # nixpkgs' fixName: "/" and ":" are not allowed in store path names.
+  fixName = replaceStrings [ "/" ":" ] [ "-" "-" ];
+
+  # lib.fetchers.proxyImpureEnvVars (nixpkgs' current list, and the upper-case names
+  # older releases also passed).
+  proxyImpureEnvVars = [
+    "http_proxy"
+    "https_proxy"
+    "ftp_proxy"
+    "all_proxy"
+    "no_proxy"
+    "HTTP_PROXY"
+    "HTTPS_PROXY"
+    "FTP_PROXY"
+    "ALL_PROXY"
+    "NO_PROXY"
+    "NIX_SSL_CERT_FILE"
+  ];
+
+  # pullImage: a fixed-output derivation holding the uncompressed docker archive of
+  # imageName@imageDigest (the image for os/arch/variant if the digest names an index),
+  # named finalImageName:finalImageTag. Its hash is given as `hash` (SRI) or `sha256`
+  # (lib.fetchers.withNormalizedHash), or as outputHash [and outputHashAlgo]; `stevedore
+  # prefetch IMAGE:TAG` prints the arguments.
+  pullImage =
+    {
+      imageName,
+      imageDigest,
+      hash ? null,
+      sha256 ? null,
+      outputHash ? null,
+      outputHashAlgo ? null,
+      os ? "linux",
+      arch ? defaultArchitecture,
+      variant ? (if defaultVariant == "" then null else defaultVariant),
+      finalImageName ? imageName,
+      finalImageTag ? "latest",
+      tlsVerify ? true,
+      name ? fixName "docker-image-${finalImageName}-${finalImageTag}.tar",
+    }:
+    let
+      given = filter (n: n != null) [
+        (if hash != null then "hash" else null)
+        (if sha256 != null then "sha256" else null)
+        (if outputHash != null then "outputHash" else null)
+      ];
+      hashAttrs =
+        if given == [ ] then
+          throw "fetcher called without `hash`"
+        else if builtins.length given > 1 then
+          throw "fetcher called with mutually-incompatible arguments: ${concatStringsSep ", " given}"
+        else if hash != null then
+          { outputHash = hash; outputHashAlgo = "sha256"; }
+        else if sha256 != null then
+          { outputHash = sha256; outputHashAlgo = "sha256"; }
+        else if outputHashAlgo != null then
+          { inherit outputHash outputHashAlgo; }
+        else
+          { inherit outputHash; };
+      pulled = derivation (
+        {
+          inherit name system imageDigest os arch tlsVerify;
+          variant = if variant == null then "" else variant;
+          # As nixpkgs sets them: the name and tag the archive gives the image.
+          imageName = finalImageName;
+          imageTag = finalImageTag;
+          sourceImageName = imageName;
+          sourceURL = "docker://${imageName}@${imageDigest}";
+          destNameTag = "${finalImageName}:${finalImageTag}";
+          builder = "${bash}/bin/bash";
+          args = [ "-ec" ("${helper} nix-pull-image" + holdLog) ];
+          PATH = toolPath;
+          __structuredAttrs = true;
+          outputHashMode = "flat";
+          impureEnvVars = proxyImpureEnvVars;
+          preferLocalBuild = true;
+        }
+        // hashAttrs
+        // (if cacert != null then { SSL_CERT_FILE = "${cacert}/etc/ssl/certs/ca-bundle.crt"; } else { })
+      );
+    in
+    finish pulled (copyScripts (fixName finalImageName) "docker-archive:${pulled}" finalImageName finalImageTag) { };
+
+  # The `stevedore copy` source of an image: a layered or stream image's conf (no
+  # archive is written first), or the docker archive of any other image.
+  imageSource =
+    image:
+    if image ? conf then
+      "${image.conf}"
+    else if image ? stream && image.stream ? conf then
+      "${image.stream.conf}"
+    else
+      "docker-archive:${image}";
+
+  # imageIndex: one multi-platform image from per-platform images (each built with its
+  # own `architecture`, e.g. one per system). The derivation is an OCI layout holding
+  # the index, tagged `tag`; passthru.copyTo (`copy-to DEST [FLAGS]`) and
+  # passthru.copyToRegistry (`copy-to-registry [FLAGS]`, to docker://NAME:TAG) copy it
+  # straight from the images' sources. `--format docker` makes a Docker manifest list.
+  imageIndex =
+    {
+      name,
+      tag ? "latest",
+      images,
+      meta ? { },
+    }:
+    assert images != [ ] || throw "stevedore: imageIndex ${name} needs at least one image";
+    let
+      baseName = fixName (baseNameOf name);
+      sources = concatStringsSep " " (map (i: "'${imageSource i}'") images);
+      layout = run "${baseName}-index" ''stevedore copy ${sources} "oci:$out:${tag}"'' { };
+    in
+    finish (layout // { imageName = toLower name; imageTag = tag; }) {
+      imageName = toLower name;
+      imageTag = tag;
+      copyTo = copyScript "${baseName}-index-copy-to" "copy-to" sources;
+      copyToRegistry = copyScript "${baseName}-index-copy-to-registry" "copy-to-registry" "${sources} 'docker://${toLower name}:${tag}'";
+    } meta;
 in
 {
   inherit streamLayeredImage buildLayeredImage buildImage exportImage fakeNss mergeImages;
   inherit streamNixShellImage buildNixShellImage;
+  inherit pullImage imageIndex;
   buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
 

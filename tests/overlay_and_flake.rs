@@ -39,16 +39,23 @@ const FLAKE: &str = "(import ./tests/nix/flake-outputs.nix)";
 #[test]
 fn overlay_replaces_layered_builders_and_keeps_the_rest() {
     let v = eval(&format!(
-        "let p = {PKGS}; in [ p.dockerTools.pullImage (p.dockerTools.buildImage {{ name = \"y\"; }}).name p.stevedore.name \
-         (p.dockerTools.buildLayeredImage {{ name = \"x\"; }}).name ]"
+        "let p = {PKGS}; in [ p.dockerTools.tarsum (p.dockerTools.buildImage {{ name = \"y\"; }}).name p.stevedore.name \
+         (p.dockerTools.buildLayeredImage {{ name = \"x\"; }}).name \
+         (p.dockerTools.pullImage {{ imageName = \"r.io/a\"; imageDigest = \"sha256:0\"; hash = \"\"; }}).name \
+         (builtins.isFunction p.dockerTools.imageIndex) \
+         ((import ./tests/nix/mock-nixpkgs {{ system = \"aarch64-linux\"; overlays = [ (import ./overlay.nix) ]; }}).dockerTools.pullImage \
+           {{ imageName = \"r.io/a\"; imageDigest = \"sha256:0\"; hash = \"\"; }}).arch ]"
     ));
     assert_eq!(
         v,
         serde_json::json!([
-            "prev pullImage",
+            "prev tarsum",
             "docker-image-y.tar.gz",
             "stevedore-0.1.0",
-            "x.tar.gz"
+            "x.tar.gz",
+            "docker-image-r.io-a-latest.tar",
+            true,
+            "arm64"
         ])
     );
 }
@@ -100,7 +107,9 @@ fn flake_lib_gives_the_builders_for_a_pkgs() {
             "caCertificates",
             "exportImage",
             "fakeNss",
+            "imageIndex",
             "mergeImages",
+            "pullImage",
             "shadowSetup",
             "streamLayeredImage",
             "streamNixShellImage",

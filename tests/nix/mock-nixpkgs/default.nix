@@ -78,7 +78,8 @@ let
       args = [ "-c" "mkdir -p $out/bin && printf '#!${busybox}/bin/sh\\necho Hello, world!\\n' > $out/bin/hello && chmod +x $out/bin/hello" ];
     };
     dockerTools = {
-      pullImage = "prev pullImage";
+      pullImage = throw "the overlay must replace pullImage";
+      tarsum = "prev tarsum";
       buildImage = throw "the overlay must replace buildImage";
       buildLayeredImage = throw "the overlay must replace buildLayeredImage";
     };
