@@ -574,3 +574,86 @@ fn proxy_variables_are_honoured_except_for_no_proxy_hosts() {
     assert!(!out.status.success());
     assert_eq!(proxy.requests().len(), before);
 }
+
+#[test]
+fn credential_helpers_named_by_the_auth_file_are_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reg = Registry::htpasswd("alice", "s3cret-pass");
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-stevetest");
+    let asked = d.join("asked");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread -r server\necho \"$1 $server\" >> {}\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"s3cret-pass\"}}' \"$server\"\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let auth = write_tmp(
+        d,
+        "auth.json",
+        format!(r#"{{"credHelpers": {{"{}": "stevetest"}}}}"#, reg.addr()).as_bytes(),
+    );
+    let conf = digest_conf("default", d);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dest = format!("docker://{}/helped/img:v1", reg.addr());
+    let out = ok(sd(d)
+        .env("PATH", path)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .args(["copy", conf.to_str().unwrap(), &dest]));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+    assert_eq!(
+        std::fs::read_to_string(&asked).unwrap().lines().next(),
+        Some(format!("get {}", reg.addr()).as_str())
+    );
+    assert_eq!(
+        skopeo_config_creds(&dest, "alice:s3cret-pass"),
+        config_of_conf(&conf, d)
+    );
+}
+
+#[test]
+fn progress_is_a_bar_on_terminals_and_lines_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    // Slow enough for the bar to be drawn: the manifest waits for a Retry-After.
+    proxy.add_fault("PUT", "/manifests/", Fault::too_many_requests(1), 1);
+    let conf = digest_conf("default", d);
+    let dest = format!("docker://{}/tty/img:v1", proxy.addr());
+    let command = format!(
+        "XDG_CACHE_HOME={} {} copy {} {dest}",
+        d.join("tty-cache").display(),
+        env!("CARGO_BIN_EXE_stevedore"),
+        conf.display()
+    );
+    let out = ok(Command::new("script").args(["-qec", &command, "/dev/null"]));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains(&format!("pushing {}/tty/img:v1", proxy.addr())),
+        "{screen}"
+    );
+    assert!(screen.contains('\x1b'), "no terminal drawing: {screen}");
+    // Not a terminal: plain lines, one per blob, no escape codes.
+    proxy.add_fault("PUT", "/manifests/", Fault::too_many_requests(1), 1);
+    let other = format!("docker://{}/plain/img:v1", proxy.addr());
+    let out = copy(d, &[conf.to_str().unwrap(), &other]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains('\x1b'), "{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.contains(": blob sha256:")).count(),
+        6,
+        "{log}"
+    );
+}

@@ -25,7 +25,13 @@ impl Progress {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(what.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Progress { bar: Some(bar) }
+    }
+
+    /// No bar and no notes' bar: notes go to the log.
+    pub fn hidden() -> Progress {
+        Progress { bar: None }
     }
 
     /// Counts bytes moved.

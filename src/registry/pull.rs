@@ -290,7 +290,7 @@ pub fn fetch_small_blob(client: &Client, reference: &Reference, d: &Descriptor) 
         );
     }
     let mut out = Vec::new();
-    fetch_blob(client, reference, d, &mut out, &Progress::new("", None))?;
+    fetch_blob(client, reference, d, &mut out, &Progress::hidden())?;
     Ok(out)
 }
 

@@ -117,14 +117,7 @@ fn push_at(
         config: config_desc,
         layers: results
             .iter()
-            .zip(&image.layers)
-            .map(|((p, _), layer)| {
-                let media_type = match stored_blob(layer, opts.compression) {
-                    Some(d) => d.media_type.clone(),
-                    None => layer_type.clone(),
-                };
-                Descriptor::new(media_type, p.known.digest.clone(), p.known.size)
-            })
+            .map(|(p, _)| Descriptor::new(layer_type.clone(), p.known.digest.clone(), p.known.size))
             .collect(),
     };
     let bytes = serde_json::to_vec(&manifest)?;
