@@ -80,7 +80,9 @@ cleanup() {
     for pid in "$tmp"/*.pid; do
         [[ -e $pid ]] && kill "$(cat "$pid")" 2>/dev/null || true
     done
+    # The changed path and what refers to it (the caches stay, for a look afterwards).
     [[ -n $changed_path ]] && rm -rf "$changed_path"
+    rm -f "$dir/push-conf2.json" "$dir/push-conf2-digests.json" "$dir/push-image2.tar"
     rm -rf "$tmp" "$noisy_file"
 }
 trap cleanup EXIT
