@@ -210,6 +210,7 @@ pub fn write(mut image: Image, dest: &Location, opts: &Options) -> Result<()> {
                 &image,
                 &push_options(opts),
                 &Cache::user(),
+                false,
             )?;
             Ok(())
         }
@@ -240,7 +241,7 @@ pub fn write_index(images: Vec<Image>, dest: &Location, opts: &Options) -> Resul
             let cache = Cache::user();
             let mut manifests = Vec::new();
             for image in &images {
-                let outcome = push::push_untagged(&client, reference, image, &push_opts, &cache)?;
+                let outcome = push::push(&client, reference, image, &push_opts, &cache, true)?;
                 manifests.push(outcome.manifest);
             }
             push::push_index(&client, reference, manifests, push_opts.format)?;

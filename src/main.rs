@@ -220,15 +220,8 @@ enum Command {
     /// digest the tag names now and the hash of the archive pullImage writes.
     Prefetch {
         image: String,
-        /// os of the image to take from an index (default linux).
-        #[arg(long)]
-        os: Option<String>,
-        /// Its architecture (default this machine's).
-        #[arg(long)]
-        arch: Option<String>,
-        /// Its variant.
-        #[arg(long)]
-        variant: Option<String>,
+        #[command(flatten)]
+        platform: PlatformArgs,
         /// Check the registry's TLS certificate (false: also allow plain http).
         #[arg(long, action = clap::ArgAction::Set)]
         tls_verify: Option<bool>,
@@ -347,16 +340,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::NixPullImage => stevedore::derivation::pull_image::run(),
         Command::Prefetch {
             image,
-            os,
-            arch,
-            variant,
+            platform,
             tls_verify,
         } => {
-            let want = stevedore::registry::pull::Want {
-                os,
-                architecture: arch,
-                variant,
-            };
+            let want = platform.want();
             let text = stevedore::derivation::pull_image::prefetch(&image, want, tls_verify)?;
             print!("{text}");
             Ok(())
@@ -514,6 +501,30 @@ fn source_date_epoch() -> i64 {
         .unwrap_or(315_532_800)
 }
 
+/// Which image of a registry's index to read.
+#[derive(clap::Args)]
+struct PlatformArgs {
+    /// The image's os (default linux).
+    #[arg(long)]
+    os: Option<String>,
+    /// Its architecture (default this machine's).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Its variant.
+    #[arg(long)]
+    variant: Option<String>,
+}
+
+impl PlatformArgs {
+    fn want(self) -> stevedore::registry::pull::Want {
+        stevedore::registry::pull::Want {
+            os: self.os,
+            architecture: self.arch,
+            variant: self.variant,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct CopyArgs {
     /// SOURCE... DEST
@@ -536,15 +547,8 @@ struct CopyArgs {
     /// USER:PASSWORD for the destination registry (default: the auth files).
     #[arg(long)]
     dest_creds: Option<String>,
-    /// The image of a registry index to read: os (default linux).
-    #[arg(long)]
-    os: Option<String>,
-    /// ... its architecture (default this machine's).
-    #[arg(long)]
-    arch: Option<String>,
-    /// ... its variant.
-    #[arg(long)]
-    variant: Option<String>,
+    #[command(flatten)]
+    platform: PlatformArgs,
     /// A repository of the destination registry to mount blobs from (repeatable).
     #[arg(long)]
     mount_from: Vec<String>,
@@ -570,7 +574,7 @@ fn creds(
 fn copy_command(args: CopyArgs, started: Instant) -> Result<()> {
     use stevedore::copy;
     use stevedore::image::{compress::Compression, media::Format};
-    use stevedore::registry::{client, pull::Want};
+    use stevedore::registry::client;
     let (dest, sources) = args.locations.split_last().context("no destination")?;
     let to = copy::Location::dest(dest)?;
     let from = sources
@@ -598,11 +602,7 @@ fn copy_command(args: CopyArgs, started: Instant) -> Result<()> {
             tls_verify: args.tls_verify,
             credentials: creds(args.dest_creds.as_deref(), "--dest-creds")?,
         },
-        want: Want {
-            os: args.os,
-            architecture: args.arch,
-            variant: args.variant,
-        },
+        want: args.platform.want(),
         mount_from: args.mount_from,
         jobs: args.jobs,
     };

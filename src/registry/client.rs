@@ -129,7 +129,7 @@ impl Client {
             _ => &[("https", true)],
         };
         let mut last = None;
-        for &(scheme, verify) in schemes {
+        for (i, &(scheme, verify)) in schemes.iter().enumerate() {
             let client = Client {
                 registry: reference.registry.clone(),
                 base: format!("{scheme}://{host}"),
@@ -138,7 +138,8 @@ impl Client {
                 state: Mutex::new(AuthState::default()),
                 retry: Retry::default(),
             };
-            match client.ping(schemes.len() == 1) {
+            // Connection errors are retried on the last scheme tried.
+            match client.ping(i + 1 == schemes.len()) {
                 Ok(()) => return Ok(client),
                 Err(e) => last = Some(e),
             }

@@ -233,7 +233,8 @@ pub fn pull(
     })
 }
 
-fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>> {
+/// A config's `rootfs.diff_ids`.
+pub fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>> {
     config["rootfs"]["diff_ids"]
         .as_array()
         .context("no rootfs.diff_ids")?

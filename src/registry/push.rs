@@ -10,6 +10,7 @@
 use super::cache::{Cache, Known};
 use super::client::{describe, Body, Client};
 use super::progress::Progress;
+use super::pull::{self, Want};
 use super::reference::{Reference, Version};
 use crate::image::compress::{Codec, Compression};
 use crate::image::descriptor::Descriptor;
@@ -22,6 +23,7 @@ use crate::log;
 use crate::tar::sink::{read_chunks, Sink};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -61,30 +63,9 @@ fn push_scopes(reference: &Reference) -> Vec<String> {
     vec![format!("repository:{}:pull,push", reference.repository)]
 }
 
-/// Pushes `image` to `reference` (its tag or digest).
+/// Pushes `image` to `reference` (its tag or digest), or, `untagged`, to its
+/// repository by its manifest's digest only (an image an index will name).
 pub fn push(
-    client: &Client,
-    reference: &Reference,
-    image: &Image,
-    opts: &Options,
-    cache: &Cache,
-) -> Result<Outcome> {
-    push_at(client, reference, image, opts, cache, false)
-}
-
-/// Pushes `image` to `reference`'s repository by its manifest's digest only (an image
-/// an index will name).
-pub fn push_untagged(
-    client: &Client,
-    reference: &Reference,
-    image: &Image,
-    opts: &Options,
-    cache: &Cache,
-) -> Result<Outcome> {
-    push_at(client, reference, image, opts, cache, true)
-}
-
-fn push_at(
     client: &Client,
     reference: &Reference,
     image: &Image,
@@ -95,6 +76,13 @@ fn push_at(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .build()?;
+    let lookup = Lookup {
+        cache,
+        learned: match opts.compression.codec {
+            Codec::None => HashMap::new(),
+            _ => learn(client, reference, image, opts.compression),
+        },
+    };
     let progress = Progress::new(&format!("pushing {reference}"), None);
     let results: Vec<(Pushed, How)> = pool.install(|| {
         image
@@ -102,7 +90,7 @@ fn push_at(
             .par_iter()
             .with_max_len(1)
             .map(|layer| {
-                push_layer(client, reference, layer, opts, cache, &progress)
+                push_layer(client, reference, layer, opts, &lookup, &progress)
                     .with_context(|| layer.what.clone())
             })
             .collect::<Result<_>>()
@@ -161,7 +149,7 @@ fn stored_blob(layer: &Layer, c: Compression) -> Option<&Descriptor> {
 }
 
 /// The blob's digest and size when known without reading the layer.
-fn known_blob(layer: &Layer, c: Compression, cache: &Cache) -> Option<(Digest, Known)> {
+fn known_blob(layer: &Layer, c: Compression, known: &Lookup) -> Option<(Digest, Known)> {
     let diff_id = layer.diff_id.clone()?;
     if let Some(d) = stored_blob(layer, c) {
         let known = Known {
@@ -186,8 +174,63 @@ fn known_blob(layer: &Layer, c: Compression, cache: &Cache) -> Option<(Digest, K
         };
         return Some((diff_id, known));
     }
-    let known = cache.blob(&diff_id, c)?;
+    let known = known.blob(&diff_id, c)?;
     Some((diff_id, known))
+}
+
+/// Where compressed digests are looked up: the cache of this machine's pushes, then
+/// what the destination already holds under the tag being pushed (its manifest and
+/// config pair each diff_id with a blob), so that a push from a machine without the
+/// cache (a fresh CI runner) still skips the layers the registry has.
+struct Lookup<'a> {
+    cache: &'a Cache,
+    learned: HashMap<Digest, Known>,
+}
+
+impl Lookup<'_> {
+    fn blob(&self, diff_id: &Digest, c: Compression) -> Option<Known> {
+        self.cache
+            .blob(diff_id, c)
+            .or_else(|| self.learned.get(diff_id).cloned())
+    }
+}
+
+/// The blobs of the image now at `reference` (for `image`'s platform, through an index)
+/// compressed with `c`'s codec, by diff_id; nothing when there is none or it cannot
+/// be read.
+fn learn(
+    client: &Client,
+    reference: &Reference,
+    image: &Image,
+    c: Compression,
+) -> HashMap<Digest, Known> {
+    let want = Want {
+        os: Some(image.platform.os.clone()),
+        architecture: Some(image.platform.architecture.clone()),
+        variant: image.platform.variant.clone(),
+    };
+    let found = || -> Result<HashMap<Digest, Known>> {
+        let fetched = pull::resolve(client, reference, &want)?;
+        let manifest: Manifest = serde_json::from_slice(&fetched.bytes)?;
+        let config = pull::fetch_small_blob(client, reference, &manifest.config)?;
+        let config: serde_json::Value = serde_json::from_slice(&config)?;
+        let diff_ids = pull::diff_ids(&config)?;
+        Ok(diff_ids
+            .into_iter()
+            .zip(manifest.layers)
+            .filter(|(_, d)| matches!(d.media_type, MediaType::Layer(_, codec) if codec == c.codec))
+            .map(|(id, d)| {
+                (
+                    id,
+                    Known {
+                        digest: d.digest,
+                        size: d.size,
+                    },
+                )
+            })
+            .collect())
+    };
+    found().unwrap_or_default()
 }
 
 fn push_layer(
@@ -195,10 +238,11 @@ fn push_layer(
     reference: &Reference,
     layer: &Layer,
     opts: &Options,
-    cache: &Cache,
+    lookup: &Lookup,
     progress: &Progress,
 ) -> Result<(Pushed, How)> {
-    if let Some((diff_id, known)) = known_blob(layer, opts.compression, cache) {
+    let cache = lookup.cache;
+    if let Some((diff_id, known)) = known_blob(layer, opts.compression, lookup) {
         if let Some(how) = find_or_mount(client, reference, &known.digest, opts, cache)? {
             cache.put_repository(&client.registry, &known.digest, &reference.repository);
             progress.note(&format!(
