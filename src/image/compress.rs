@@ -206,6 +206,41 @@ pub fn decoder<'a>(codec: Codec, input: impl Read + 'a) -> Result<Box<dyn Read +
     })
 }
 
+/// A writer that decompresses what it is given into `out` (to check a stored blob's
+/// diff_id in the same pass that copies it).
+pub enum Decoding<W: Write> {
+    Gzip(flate2::write::MultiGzDecoder<W>),
+    Zstd(zstd::stream::write::Decoder<'static, W>),
+}
+
+impl<W: Write> Decoding<W> {
+    pub fn new(codec: Codec, out: W) -> Result<Self> {
+        Ok(match codec {
+            Codec::Gzip => Decoding::Gzip(flate2::write::MultiGzDecoder::new(out)),
+            Codec::Zstd => Decoding::Zstd(zstd::stream::write::Decoder::new(out)?),
+            Codec::None => bail!("nothing to decompress"),
+        })
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Decoding::Gzip(d) => d.write_all(bytes),
+            Decoding::Zstd(d) => d.write_all(bytes),
+        }
+    }
+
+    /// Ends the stream (a gzip member cut short is an error) and gives `out` back.
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            Decoding::Gzip(d) => d.finish(),
+            Decoding::Zstd(mut d) => {
+                d.flush()?;
+                Ok(d.into_inner())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,10 +134,22 @@ fn write_plain(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
 }
 
 /// A stored blob copied as it is, hashed on the way (and checked against its descriptor,
-/// when it has one); its diff_id known or decoded.
+/// when it has one), and decompressed on the way too: its diff_id comes from the bytes,
+/// so a blob that is intact but holds another layer (or bad compressed data) is refused.
 fn copy_stored(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
     let mut hashing = Hashing::new(out);
-    emit(layer, &mut hashing)?;
+    let decoding = compress::Decoding::new(layer.source.codec(), Sha::default())?;
+    let mut tee = Decoded {
+        out: &mut hashing,
+        decoding,
+        buf: Vec::new(),
+        what: &layer.what,
+    };
+    emit(layer, &mut tee)?;
+    let diff = tee
+        .decoding
+        .finish()
+        .with_context(|| format!("{}: cannot decompress", layer.what))?;
     hashing.flush()?;
     let size = hashing.count;
     let blob_digest = hashing.finish();
@@ -149,15 +161,54 @@ fn copy_stored(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
             );
         }
     }
-    let diff_id = match &layer.diff_id {
-        Some(d) => d.clone(),
-        None => digest(layer)?,
-    };
     Ok(Produced {
-        diff_id,
+        diff_id: Digest::from_sha256(diff.0.finalize().into()),
         digest: blob_digest,
         size,
     })
+}
+
+/// A sha256 as a writer.
+#[derive(Default)]
+struct Sha(sha2::Sha256);
+
+impl Write for Sha {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Passes a stored blob on and decompresses it on the way.
+struct Decoded<'a, 'b> {
+    out: &'a mut Hashing<'b>,
+    decoding: compress::Decoding<Sha>,
+    buf: Vec<u8>,
+    what: &'a str,
+}
+
+impl Sink for Decoded<'_, '_> {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.decoding
+            .write_all(bytes)
+            .with_context(|| format!("{}: cannot decompress", self.what))?;
+        self.out.write_all(bytes)
+    }
+
+    fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = read_chunks(file, path, offset, len, &mut buf, |c| self.write_all(c));
+        self.buf = buf;
+        result
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Hashes what it is given (the diff_id), compresses it, and hashes and counts what the
