@@ -4,6 +4,10 @@
 //! end with exit 0 and a sane result, or exit 1 and exactly one `stevedore: ` line on
 //! stderr naming the input file (and, for a layer inside an archive, the layer member),
 //! with no output left behind; never a panic (101), a signal, or a timeout.
+//! `registry_replies` pulls from a registry in the test (tests/hostile/registry.rs)
+//! whose replies are mutated: its error must name the registry, and an image it copies
+//! must be a whole layout (`STEVEDORE_FUZZ_STRICT=1` also refuses layers copied as the
+//! registry stored them whose bytes do not match the config's diff_ids).
 //!
 //! Time: `STEVEDORE_FUZZ_SECONDS` (default 40) of wall time for the whole file, shared
 //! by the targets below, which run in parallel. A long local run:
@@ -17,6 +21,7 @@
 mod hostile;
 
 use hostile::mutate::{self, Rng};
+use hostile::registry;
 use hostile::seeds::{self, Seeds};
 use hostile::{judge, run_limited, scratch, stevedore, Outcome, TIMEOUT};
 use serde_json::Value;
@@ -25,7 +30,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How many tests below share the time budget.
-const TARGETS: u32 = 11;
+const TARGETS: u32 = 12;
 /// A target stops after this many failing cases (each one is saved).
 const MAX_FAILURES: usize = 10;
 
@@ -323,6 +328,52 @@ fn base_json() {
         let nothing = || absent(&out.join("layer.tar"));
         verdict(&o, &[&input], sane, nothing).map_err(fail(&input, &cmd))
     });
+}
+
+#[test]
+fn registry_replies() {
+    let server = registry::Server::start();
+    let started = Instant::now();
+    let budget = budget();
+    let replaying = std::env::var("STEVEDORE_FUZZ_REPLAY").is_ok();
+    let skipped = std::sync::atomic::AtomicUsize::new(0);
+    campaign("registry-replies", |rng, dir, s| {
+        let name = format!("c{:08x}", rng.next() as u32);
+        let case = registry::case(rng, registry::images(s), &server.registry(), &name);
+        let room = budget.saturating_sub(started.elapsed()) > TIMEOUT + Duration::from_secs(2);
+        if case.slow && !(room && case.slow_chosen) && !replaying {
+            skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(false);
+        }
+        case.write(dir);
+        server.serve(&name, dir);
+        let (out, tmp) = (dir.join("out"), dir.join("tmp"));
+        let mut cmd = stevedore();
+        cmd.arg("copy").args(&case.args).arg(&case.reference);
+        cmd.arg(format!("oci:{}", out.display()));
+        cmd.env("TMPDIR", &tmp)
+            .env("HOME", dir)
+            .env("REGISTRY_AUTH_FILE", dir.join("no-auth.json"))
+            .env_remove("XDG_RUNTIME_DIR");
+        let mut o = exec(&mut cmd, dir, None);
+        o.stderr = registry::without_notes(&o.stderr);
+        let judged = judge(&o, &[&server.registry()]).and_then(|ok| {
+            match ok {
+                true => registry::check_layout(&out, &case)?,
+                false => registry::nothing_written(&out)?,
+            }
+            registry::tmp_empty(&tmp).map(|_| ok)
+        });
+        judged.map_err(|why| Failure {
+            input: case.bundle(dir),
+            command: format!("{cmd:?}"),
+            why,
+        })
+    });
+    eprintln!(
+        "fuzz registry-replies: {} slow cases skipped",
+        skipped.into_inner()
+    );
 }
 
 /// Runs cases of one target with fresh seeds until its share of the time is spent;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mutate;
+pub mod registry;
 pub mod seeds;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
