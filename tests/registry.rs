@@ -216,10 +216,16 @@ fn a_second_push_uploads_nothing_and_reads_no_store_file() {
     assert!(opened.is_empty(), "store files opened: {opened:#?}");
     // From a machine without the cache (a fresh CI runner): the tag's current manifest
     // and config pair each diff_id with its blob, so nothing is uploaded either.
-    let out = ok(sd(d)
-        .env("XDG_CACHE_HOME", d.join("fresh-cache"))
-        .args(["copy", conf.to_str().unwrap(), &dest]));
-    assert_eq!(uploads(&reg), first, "a push without the cache uploaded something");
+    let out = ok(sd(d).env("XDG_CACHE_HOME", d.join("fresh-cache")).args([
+        "copy",
+        conf.to_str().unwrap(),
+        &dest,
+    ]));
+    assert_eq!(
+        uploads(&reg),
+        first,
+        "a push without the cache uploaded something"
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("uploaded"));
     // The same image to another repository: every blob is mounted, none uploaded.
     let other = format!("docker://{}/test/other:v1", reg.addr());

@@ -209,14 +209,14 @@ pub fn decoder<'a>(codec: Codec, input: impl Read + 'a) -> Result<Box<dyn Read +
 /// A writer that decompresses what it is given into `out` (to check a stored blob's
 /// diff_id in the same pass that copies it).
 pub enum Decoding<W: Write> {
-    Gzip(flate2::write::MultiGzDecoder<W>),
+    Gzip(Box<flate2::write::MultiGzDecoder<W>>),
     Zstd(zstd::stream::write::Decoder<'static, W>),
 }
 
 impl<W: Write> Decoding<W> {
     pub fn new(codec: Codec, out: W) -> Result<Self> {
         Ok(match codec {
-            Codec::Gzip => Decoding::Gzip(flate2::write::MultiGzDecoder::new(out)),
+            Codec::Gzip => Decoding::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out))),
             Codec::Zstd => Decoding::Zstd(zstd::stream::write::Decoder::new(out)?),
             Codec::None => bail!("nothing to decompress"),
         })
