@@ -345,9 +345,12 @@ fn containerd_pulls_and_runs_what_was_pushed() {
         ok(ctd
             .ctr()
             .args(["images", "pull", "--plain-http", &reference]));
-        let out = ok(ctd
-            .ctr()
-            .args(["run", "--rm", &reference, &format!("run-{i}")]));
+        let out = ok(ctd.ctr().args([
+            "run",
+            "--rm",
+            &reference,
+            &format!("run-{}-{i}", std::process::id()),
+        ]));
         assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO, "{compress}");
     }
 }

@@ -101,11 +101,16 @@ pub fn token_url(realm: &str, service: Option<&str>, scopes: &[String]) -> Strin
 pub fn parse_token(body: &[u8]) -> Result<String> {
     let reply: TokenReply =
         serde_json::from_slice(body).context("the token server's reply is not JSON")?;
-    reply
+    let token = reply
         .token
         .or(reply.access_token)
         .filter(|t| !t.is_empty())
-        .context("the token server's reply has no token")
+        .context("the token server's reply has no token")?;
+    // It goes into a header: visible ASCII only.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("the token server's token is not a header value");
+    }
+    Ok(token)
 }
 
 /// `Authorization: Basic …` for credentials.

@@ -45,6 +45,8 @@ pub struct Client {
     credentials: Option<Credentials>,
     state: Mutex<AuthState>,
     pub retry: Retry,
+    /// Why the last ping found no server.
+    unreachable: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -128,7 +130,7 @@ impl Client {
             (_, true) => &[("http", true), ("https", true)],
             _ => &[("https", true)],
         };
-        let mut last = None;
+        let mut last = String::new();
         for (i, &(scheme, verify)) in schemes.iter().enumerate() {
             let client = Client {
                 registry: reference.registry.clone(),
@@ -137,32 +139,40 @@ impl Client {
                 credentials: credentials.clone(),
                 state: Mutex::new(AuthState::default()),
                 retry: Retry::default(),
+                unreachable: Mutex::new(None),
             };
             // Connection errors are retried on the last scheme tried.
-            match client.ping(i + 1 == schemes.len()) {
-                Ok(()) => return Ok(client),
-                Err(e) => last = Some(e),
+            if client.ping(i + 1 == schemes.len())? {
+                return Ok(client);
             }
+            last = client
+                .unreachable
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_default();
         }
-        Err(last.unwrap_or_else(|| anyhow!("no scheme to try")))
+        bail!("registry {}: cannot connect: {last}", reference.registry)
     }
 
-    /// `GET /v2/`: any HTTP answer shows the scheme works; a 401 brings the challenge.
-    fn ping(&self, retry: bool) -> Result<()> {
+    /// `GET /v2/`: any HTTP answer shows the scheme works (`Ok(true)`); a 401 brings the
+    /// challenge (an error if it cannot be understood); `Ok(false)`: no connection.
+    fn ping(&self, retry: bool) -> Result<bool> {
         let url = self.url("/v2/");
         let mut attempt = 0;
         loop {
             match self.agent.get(&url).call() {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(ureq::Error::Status(401, resp)) => {
                     self.note_challenge(&resp)?;
-                    return Ok(());
+                    return Ok(true);
                 }
-                Err(ureq::Error::Status(..)) => return Ok(()),
+                Err(ureq::Error::Status(..)) => return Ok(true),
                 Err(ureq::Error::Transport(t)) => {
                     attempt += 1;
                     if !retry || attempt >= self.retry.attempts {
-                        bail!("registry {}: cannot connect: {t}", self.registry);
+                        *self.unreachable.lock().unwrap() = Some(t.to_string());
+                        return Ok(false);
                     }
                     std::thread::sleep(self.retry.wait(attempt));
                 }
@@ -316,6 +326,14 @@ impl Client {
                     self.registry,
                     self.who()
                 ),
+                Err(ureq::Error::Status(code, resp)) if code != 429 && code < 500 => bail!(
+                    "registry {}: token server {realm}: {}",
+                    self.registry,
+                    describe(code, resp)
+                ),
+                Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::InvalidUrl => {
+                    bail!("registry {}: token server {realm:?}: {t}", self.registry)
+                }
                 Err(e) => {
                     attempt += 1;
                     if attempt >= self.retry.attempts {

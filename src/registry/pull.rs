@@ -208,7 +208,10 @@ pub fn pull(
             diff_ids.len()
         );
     }
-    let total = manifest.layers.iter().map(|d| d.size).sum();
+    let total = manifest
+        .layers
+        .iter()
+        .fold(0u64, |sum, d| sum.saturating_add(d.size));
     let progress = Progress::new(&format!("pulling {reference}"), Some(total));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
