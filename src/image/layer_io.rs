@@ -5,7 +5,7 @@
 use super::compress::{self, Codec, Compression, Encoder};
 use super::digest::Digest;
 use super::model::{Layer, Source};
-use crate::tar::sink::{read_chunks, Discard, Hashing, OffsetSink, Sink};
+use crate::tar::sink::{copy_by_writes, Discard, Hashing, OffsetSink, Sink};
 use anyhow::{bail, Context, Result};
 use sha2::Digest as _;
 use std::fs::File;
@@ -200,10 +200,7 @@ impl Sink for Decoded<'_, '_> {
     }
 
     fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = read_chunks(file, path, offset, len, &mut buf, |c| self.write_all(c));
-        self.buf = buf;
-        result
+        copy_by_writes(self, |s| &mut s.buf, file, path, offset, len)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -251,10 +248,7 @@ impl Sink for BlobSink<'_> {
     }
 
     fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = read_chunks(file, path, offset, len, &mut buf, |c| self.write_all(c));
-        self.buf = buf;
-        result
+        copy_by_writes(self, |s| &mut s.buf, file, path, offset, len)
     }
 
     fn flush(&mut self) -> Result<()> {

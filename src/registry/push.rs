@@ -20,7 +20,7 @@ use crate::image::media::{Format, MediaType};
 use crate::image::model::{Image, Layer, Source};
 use crate::image::oci::{Index, Manifest};
 use crate::log;
-use crate::tar::sink::{read_chunks, Sink};
+use crate::tar::sink::{copy_by_writes, Sink};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -573,10 +573,7 @@ impl Sink for ChannelSink {
     }
 
     fn copy_from(&mut self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
-        let mut chunk = std::mem::take(&mut self.chunk);
-        let result = read_chunks(file, path, offset, len, &mut chunk, |c| self.write_all(c));
-        self.chunk = chunk;
-        result
+        copy_by_writes(self, |s| &mut s.chunk, file, path, offset, len)
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -83,6 +83,22 @@ pub fn read_chunks(
     Ok(())
 }
 
+/// `Sink::copy_from` for sinks that take every byte through `write_all`: the file is
+/// read in chunks into the sink's own buffer (`buf` picks it out of the sink).
+pub fn copy_by_writes<S: Sink>(
+    sink: &mut S,
+    buf: fn(&mut S) -> &mut Vec<u8>,
+    file: &File,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<()> {
+    let mut chunk = std::mem::take(buf(sink));
+    let result = read_chunks(file, path, offset, len, &mut chunk, |c| sink.write_all(c));
+    *buf(sink) = chunk;
+    result
+}
+
 /// Reads `len` bytes of `file` at `offset` onto the end of `pending`, straight into its
 /// spare capacity (zeroing it first was a measurable share of streaming small files).
 pub fn read_onto(
