@@ -102,9 +102,12 @@ fn nixery_graph(sizes: &[u64], edges: &[(usize, usize)], order: &[usize]) -> Gra
     .unwrap()
 }
 
+/// NAR sizes, references (from, to) and popularity by node.
+type NixeryCase = (Vec<u64>, Vec<(usize, usize)>, Vec<Option<u64>>);
+
 /// A DAG with NAR sizes up to 60 MB, so that some closures pass Nixery's 100 MB, and
 /// popularity data for some of its names (some at or over the threshold of 100).
-fn nixery_case() -> impl Strategy<Value = (Vec<u64>, Vec<(usize, usize)>, Vec<Option<u64>>)> {
+fn nixery_case() -> impl Strategy<Value = NixeryCase> {
     (1usize..40).prop_flat_map(|n| {
         let sizes = proptest::collection::vec(1u64..60_000_000, n);
         let edges = proptest::collection::vec((0..n, 0..n), 0..n * 3)
