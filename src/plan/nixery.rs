@@ -10,6 +10,12 @@
 //! Also Nixery's popcount (popcount/popcount.go) over closure graphs instead of a
 //! channel's narinfos: [`popularity`].
 //!
+//! The budget counts store-path layers, as `limit` does for the other algorithms (the
+//! customisation layer, Nixery's symlink layer, comes on top): Nixery's 94 by default.
+//! The dominator tree is petgraph's `simple_fast` (Cooper–Harvey–Kennedy); Nixery uses
+//! gonum's Lengauer–Tarjan. A dominator tree is unique, so only the order in which
+//! children are listed could differ, and the tie-break below makes that irrelevant.
+//!
 //! Where this differs from, or pins down, Nixery:
 //! - Ties in the ascending rating sort (Go's `sort.Slice`, which is not stable and whose
 //!   result on ties depends on gonum's child order) are broken by the layer's smallest
