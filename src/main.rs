@@ -1,6 +1,6 @@
 //! The stevedore command line: flags and wiring only.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,9 +35,14 @@ enum Command {
         graph_key: Option<String>,
         #[arg(long, value_enum, default_value = "auto")]
         algorithm: Algorithm,
-        /// Maximum number of layers.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// Maximum number of store-path layers (the customisation layer comes on top);
+        /// 100 by default, Nixery's 94 for `--algorithm nixery`.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Popularity data for `--algorithm nixery`: a JSON object, store path name
+        /// without hash → reference count (Nixery's popcount format).
+        #[arg(long)]
+        popularity: Option<PathBuf>,
         /// File listing store paths (one per line) to leave out of the output.
         #[arg(long)]
         exclude_file: Vec<PathBuf>,
@@ -49,6 +54,18 @@ enum Command {
         /// A layeringPipeline (JSON file) to run instead of --algorithm.
         #[arg(long)]
         pipeline: Option<PathBuf>,
+    },
+    /// Reference counts from closure graphs, as Nixery's popcount computes them from
+    /// narinfos; prints a JSON object, name without hash → count, keys sorted.
+    Popularity {
+        /// exportReferencesGraph JSON files (a list, or `.attrs.json` holding one).
+        #[arg(required = true)]
+        graphs: Vec<PathBuf>,
+        /// Key of the graph in an `.attrs.json` object.
+        #[arg(long)]
+        graph_key: Option<String>,
+        #[arg(long, default_value = "/nix/store")]
+        store_dir: String,
     },
     /// Write the docker archive a streamLayeredImage conf describes to stdout.
     StreamLayered {
@@ -244,6 +261,7 @@ fn run(cli: Cli) -> Result<()> {
             graph_key,
             algorithm,
             limit,
+            popularity,
             exclude_file,
             exclude,
             store_dir,
@@ -251,14 +269,39 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let g = Graph::load(&graph, graph_key.as_deref(), &store_dir)?;
             let skip = excluded(exclude, &exclude_file)?;
+            if popularity.is_some() && (algorithm != Algorithm::Nixery || pipeline.is_some()) {
+                bail!("--popularity is only used by --algorithm nixery");
+            }
             let layers = match pipeline {
                 Some(file) => {
                     let spec = serde_json::Value::String(file.to_string_lossy().into_owned());
                     plan::pipeline::run(&g, &skip, &spec)?
                 }
-                None => plan::plan(algorithm, &g, &skip, limit),
+                None if algorithm == Algorithm::Nixery => {
+                    let pop = match popularity {
+                        Some(file) => read_popularity(&file)?,
+                        None => Default::default(),
+                    };
+                    let roots = nixery_roots(&graph, graph_key.as_deref(), &g)?;
+                    let budget = limit.unwrap_or(plan::nixery::BUDGET);
+                    plan::nixery::plan(&g, &roots, &pop, &skip, budget)
+                }
+                None => plan::plan(algorithm, &g, &skip, limit.unwrap_or(100)),
             };
             println!("{}", plan::to_json(&layers));
+            Ok(())
+        }
+        Command::Popularity {
+            graphs,
+            graph_key,
+            store_dir,
+        } => {
+            let loaded = graphs
+                .iter()
+                .map(|f| Graph::load(f, graph_key.as_deref(), &store_dir))
+                .collect::<Result<Vec<_>>>()?;
+            let counts = plan::nixery::popularity(&loaded);
+            println!("{}", serde_json::to_string(&counts)?);
             Ok(())
         }
         Command::StreamLayered {
@@ -475,6 +518,46 @@ fn image_of(
 )> {
     let loaded = Conf::load(conf)?;
     layered::from_conf(&loaded, repo_tag).with_context(|| conf.display().to_string())
+}
+
+/// Popularity data for `plan --algorithm nixery`.
+fn read_popularity(file: &Path) -> Result<plan::nixery::Popularity> {
+    let text = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON object of names and non-negative counts",
+            file.display()
+        )
+    })
+}
+
+/// The top-level roots an `.attrs.json` graph file declares (exportReferencesGraph),
+/// as indices into `g`; none for a plain list.
+fn nixery_roots(file: &Path, key: Option<&str>, g: &Graph) -> Result<Vec<usize>> {
+    let text = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&text)?;
+    let key = match (key, &value) {
+        (Some(k), _) => k.to_string(),
+        (None, serde_json::Value::Object(map)) => map
+            .get("exportReferencesGraph")
+            .and_then(|e| e.as_object())
+            .and_then(|e| {
+                if e.contains_key("graph") || e.len() != 1 {
+                    Some("graph".to_string())
+                } else {
+                    e.keys().next().cloned()
+                }
+            })
+            .unwrap_or_default(),
+        _ => return Ok(Vec::new()),
+    };
+    plan::nixery::declared_roots(&value, &key)
+        .iter()
+        .map(|p| {
+            g.find(p)
+                .with_context(|| format!("{}: root {p} is not in the graph", file.display()))
+        })
+        .collect()
 }
 
 /// The excluded paths: given directly, and listed one per line in files.

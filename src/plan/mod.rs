@@ -3,6 +3,7 @@
 
 pub mod auto;
 pub mod cpython_set;
+pub mod nixery;
 pub mod pipeline;
 pub mod popularity;
 
@@ -16,6 +17,8 @@ pub enum Algorithm {
     Auto,
     /// `referencesByPopularity` order, `limit - 1` single-path layers plus one for the rest.
     Popularity,
+    /// Nixery's dominator-tree layering (`nixery`); here without popularity data.
+    Nixery,
 }
 
 /// Plans layers for `graph` with at most `limit` layers; `exclude` paths take part in
@@ -29,6 +32,7 @@ pub fn plan(
     match algorithm {
         Algorithm::Auto => auto::auto_layer(graph, exclude, limit),
         Algorithm::Popularity => popularity::split(graph, exclude, limit),
+        Algorithm::Nixery => nixery::plan(graph, &[], &Default::default(), exclude, limit),
     }
 }
 
