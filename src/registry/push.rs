@@ -242,7 +242,18 @@ fn push_layer(
     progress: &Progress,
 ) -> Result<(Pushed, How)> {
     let cache = lookup.cache;
-    if let Some((diff_id, known)) = known_blob(layer, opts.compression, lookup) {
+    let known = match (&layer.diff_id, lookup.learned.is_empty()) {
+        // A re-push of a tag from a conf without recorded digests: hashing the layer
+        // (far cheaper than compressing and uploading it) may show the registry has it.
+        (None, false) => {
+            let diff_id = crate::image::layer_io::digest(layer)?;
+            lookup
+                .blob(&diff_id, opts.compression)
+                .map(|known| (diff_id, known))
+        }
+        _ => known_blob(layer, opts.compression, lookup),
+    };
+    if let Some((diff_id, known)) = known {
         if let Some(how) = find_or_mount(client, reference, &known.digest, opts, cache)? {
             cache.put_repository(&client.registry, &known.digest, &reference.repository);
             progress.note(&format!(
