@@ -195,13 +195,9 @@ pub fn write(mut image: Image, dest: &Location, opts: &Options) -> Result<()> {
             oci::write_image(&image, dir, tag.as_deref(), layout_options(opts))?;
             Ok(())
         }
-        Location::OciArchive { path, tag } => {
-            let work = tempfile::Builder::new()
-                .prefix(".stevedore-")
-                .tempdir_in(parent(path))?;
-            oci::write_image(&image, work.path(), tag.as_deref(), layout_options(opts))?;
-            write_atomically(path, |file| tar_layout(work.path(), file))
-        }
+        Location::OciArchive { path, tag } => write_oci_archive(path, |dir| {
+            oci::write_image(&image, dir, tag.as_deref(), layout_options(opts)).map(|_| ())
+        }),
         Location::Registry(reference) => {
             let client = Client::connect(reference, &opts.registry)?;
             push::push(
@@ -228,13 +224,9 @@ pub fn write_index(images: Vec<Image>, dest: &Location, opts: &Options) -> Resul
             oci::write_images(&images, dir, tag.as_deref(), layout_options(opts))?;
             Ok(())
         }
-        Location::OciArchive { path, tag } => {
-            let work = tempfile::Builder::new()
-                .prefix(".stevedore-")
-                .tempdir_in(parent(path))?;
-            oci::write_images(&images, work.path(), tag.as_deref(), layout_options(opts))?;
-            write_atomically(path, |file| tar_layout(work.path(), file))
-        }
+        Location::OciArchive { path, tag } => write_oci_archive(path, |dir| {
+            oci::write_images(&images, dir, tag.as_deref(), layout_options(opts)).map(|_| ())
+        }),
         Location::Registry(reference) => {
             let client = Client::connect(reference, &opts.registry)?;
             let push_opts = push_options(opts);
@@ -248,6 +240,16 @@ pub fn write_index(images: Vec<Image>, dest: &Location, opts: &Options) -> Resul
             Ok(())
         }
     }
+}
+
+/// Writes a layout with `fill` into a temporary directory beside `path`, then archives it
+/// to `path` (which appears only when complete).
+fn write_oci_archive(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix(".stevedore-")
+        .tempdir_in(parent(path))?;
+    fill(work.path())?;
+    write_atomically(path, |file| tar_layout(work.path(), file))
 }
 
 fn push_options(opts: &Options) -> push::Options {

@@ -24,6 +24,12 @@ impl<W: Write> HashingWriter<W> {
     pub fn finish(self) -> (String, W) {
         (hex::encode(self.sha.finalize()), self.inner)
     }
+
+    /// The sha256 of everything written, as a digest, and the inner writer.
+    pub fn finish_digest(self) -> (crate::image::digest::Digest, W) {
+        let digest = crate::image::digest::Digest::from_sha256(self.sha.finalize().into());
+        (digest, self.inner)
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {

@@ -4,6 +4,7 @@
 
 use super::compress::{self, Codec, Compression, Encoder};
 use super::digest::Digest;
+use super::hashing::HashingWriter;
 use super::model::{Layer, Source};
 use crate::tar::sink::{copy_by_writes, Discard, Hashing, OffsetSink, Sink};
 use anyhow::{bail, Context, Result};
@@ -138,7 +139,8 @@ fn write_plain(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
 /// so a blob that is intact but holds another layer (or bad compressed data) is refused.
 fn copy_stored(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
     let mut hashing = Hashing::new(out);
-    let decoding = compress::Decoding::new(layer.source.codec(), Sha::default())?;
+    let decoding =
+        compress::Decoding::new(layer.source.codec(), HashingWriter::new(std::io::sink()))?;
     let mut tee = Decoded {
         out: &mut hashing,
         decoding,
@@ -162,31 +164,16 @@ fn copy_stored(layer: &Layer, out: &mut dyn Sink) -> Result<Produced> {
         }
     }
     Ok(Produced {
-        diff_id: Digest::from_sha256(diff.0.finalize().into()),
+        diff_id: diff.finish_digest().0,
         digest: blob_digest,
         size,
     })
 }
 
-/// A sha256 as a writer.
-#[derive(Default)]
-struct Sha(sha2::Sha256);
-
-impl Write for Sha {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Passes a stored blob on and decompresses it on the way.
 struct Decoded<'a, 'b> {
     out: &'a mut Hashing<'b>,
-    decoding: compress::Decoding<Sha>,
+    decoding: compress::Decoding<HashingWriter<std::io::Sink>>,
     buf: Vec<u8>,
     what: &'a str,
 }
@@ -212,31 +199,28 @@ impl Sink for Decoded<'_, '_> {
 /// encoder writes to the sink.
 struct BlobSink<'a> {
     diff: sha2::Sha256,
-    encoder: Encoder<Counted<SinkWriter<'a>>>,
+    encoder: Encoder<HashingWriter<SinkWriter<'a>>>,
     buf: Vec<u8>,
 }
 
 impl<'a> BlobSink<'a> {
     fn new(compression: Compression, out: &'a mut dyn Sink) -> Result<Self> {
-        let counted = Counted {
-            inner: SinkWriter(out),
-            sha: sha2::Sha256::new(),
-            count: 0,
-        };
         Ok(BlobSink {
             diff: sha2::Sha256::new(),
-            encoder: compression.encoder(counted)?,
+            encoder: compression.encoder(HashingWriter::new(SinkWriter(out)))?,
             buf: Vec::new(),
         })
     }
 
     fn finish(self) -> Result<Produced> {
         let counted = self.encoder.finish()?;
-        counted.inner.0.flush()?;
+        let size = counted.count;
+        let (digest, out) = counted.finish_digest();
+        out.0.flush()?;
         Ok(Produced {
             diff_id: Digest::from_sha256(self.diff.finalize().into()),
-            digest: Digest::from_sha256(counted.sha.finalize().into()),
-            size: counted.count,
+            digest,
+            size,
         })
     }
 }
@@ -269,25 +253,5 @@ impl Write for SinkWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// A writer that hashes and counts what passes through it.
-struct Counted<W: Write> {
-    inner: W,
-    sha: sha2::Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }

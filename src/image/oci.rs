@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// The annotation that names an image in a layout's index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The most a manifest, an index or a config may take (they are read into memory).
-const MAX_JSON: u64 = 16 << 20;
+pub const MAX_JSON: u64 = 16 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct LayoutHeader {
@@ -200,7 +200,7 @@ fn pick<'a>(manifests: &'a [Descriptor], tag: Option<&str>) -> Result<&'a Descri
 }
 
 /// The config's `rootfs.diff_ids`.
-fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>> {
+pub fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>> {
     config["rootfs"]["diff_ids"]
         .as_array()
         .context("config has no rootfs.diff_ids")?

@@ -11,6 +11,7 @@
 
 use crate::image::compress::{Codec, Compression};
 use crate::image::digest::Digest;
+use crate::image::output::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -117,16 +118,12 @@ impl Cache {
 /// Writes a cache entry; a cache that cannot be written is only slower next time.
 fn write(path: &Path, bytes: &[u8]) {
     let Some(dir) = path.parent() else { return };
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, bytes)?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    let _ = write();
+    if std::fs::create_dir_all(dir).is_ok() {
+        let _ = write_atomically(path, |mut f| {
+            std::io::Write::write_all(&mut f, bytes).map_err(Into::into)
+        });
+    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 
 use super::auth::{self, Challenge};
 use super::credentials::{self, Credentials};
-use super::reference::Reference;
+use super::reference::{host_name, is_loopback, Reference};
 use super::tls;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -468,13 +468,8 @@ fn agent(host: &str, verify: bool) -> Result<ureq::Agent> {
 
 /// The proxy the environment names for `host`, if it is to be used.
 fn proxy_for(host: &str) -> Option<String> {
-    let name =
-        host.rsplit_once(':')
-            .map_or(host, |(h, p)| match p.bytes().all(|b| b.is_ascii_digit()) {
-                true => h,
-                false => host,
-            });
-    if matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.") {
+    let name = host_name(host);
+    if is_loopback(name) {
         return None;
     }
     let var = |k: &str| {

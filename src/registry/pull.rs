@@ -11,15 +11,14 @@ use crate::image::descriptor::{Descriptor, Platform};
 use crate::image::digest::Digest;
 use crate::image::media::{MediaType, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::image::model::{ArchiveLayout, Blob, Config, Image, Layer, Source};
-use crate::image::oci::{Index, Manifest};
+use crate::image::oci::{diff_ids, Index, Manifest, MAX_JSON};
+use crate::image::output::write_atomically;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use sha2::Digest as _;
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// The most a manifest, an index or a config may take.
-const MAX_JSON: u64 = 16 << 20;
 /// Every manifest type the client reads, for `Accept`.
 pub const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -236,16 +235,6 @@ pub fn pull(
     })
 }
 
-/// A config's `rootfs.diff_ids`.
-pub fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>> {
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .context("no rootfs.diff_ids")?
-        .iter()
-        .map(|v| Digest::parse(v.as_str().unwrap_or_default()))
-        .collect()
-}
-
 fn pull_layer(
     client: &Client,
     reference: &Reference,
@@ -306,14 +295,10 @@ fn download(
     path: &Path,
     progress: &Progress,
 ) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(".blob-").tempfile_in(dir)?;
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-    fetch_blob(client, reference, d, &mut file, progress)?;
-    drop(file);
-    tmp.persist(path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+    write_atomically(path, |file| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        fetch_blob(client, reference, d, &mut out, progress)
+    })
 }
 
 /// Where a blob is downloaded to: emptied before every attempt.
@@ -328,7 +313,7 @@ impl Restart for Vec<u8> {
     }
 }
 
-impl Restart for std::io::BufWriter<std::fs::File> {
+impl Restart for std::io::BufWriter<&std::fs::File> {
     fn restart(&mut self) -> std::io::Result<()> {
         use std::io::Seek;
         self.flush()?;

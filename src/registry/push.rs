@@ -214,7 +214,7 @@ fn learn(
         let manifest: Manifest = serde_json::from_slice(&fetched.bytes)?;
         let config = pull::fetch_small_blob(client, reference, &manifest.config)?;
         let config: serde_json::Value = serde_json::from_slice(&config)?;
-        let diff_ids = pull::diff_ids(&config)?;
+        let diff_ids = crate::image::oci::diff_ids(&config)?;
         Ok(diff_ids
             .into_iter()
             .zip(manifest.layers)

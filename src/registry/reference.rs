@@ -70,11 +70,7 @@ impl Reference {
     /// Whether the registry is this machine, where plain http is assumed, as skopeo and
     /// docker do.
     pub fn is_local(&self) -> bool {
-        let host = match self.registry.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => self.registry.as_str(),
-        };
-        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        is_loopback(host_name(&self.registry))
     }
 
     /// The same repository at another version.
@@ -101,6 +97,19 @@ impl fmt::Display for Reference {
             Version::Digest(d) => write!(f, "{}/{}@{d}", self.registry, self.repository),
         }
     }
+}
+
+/// The host of `host[:port]`.
+pub fn host_name(registry: &str) -> &str {
+    match registry.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    }
+}
+
+/// Whether a host name is this machine.
+pub fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
 }
 
 /// The first part of a name is a host when it has a dot or a port, or is `localhost`.
