@@ -8,6 +8,7 @@
 
 mod common;
 use common::containerd::*;
+use common::registry::skopeo;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -92,12 +93,6 @@ fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
         .args(["unpack", "--image"])
         .arg(format!("{}:{tag}", layout.display()))
         .arg(bundle));
-}
-
-fn skopeo() -> Command {
-    let mut c = Command::new("skopeo");
-    c.arg("--insecure-policy");
-    c
 }
 
 /// `skopeo copy SOURCE docker-archive:OUT`.
@@ -733,6 +728,18 @@ fn existing_layout(dir: &Path) -> (PathBuf, Vec<u8>) {
 /// Checks a destination after an interrupted or failed copy: no archive at its path; for
 /// a layout, the index it had before (or none), naming only complete blobs, still read
 /// by skopeo.
+/// Where a copy of `kind` goes in `out`: an archive that must not appear, or a layout
+/// already holding an image, with its index as it was.
+fn destination_in(out: &Path, kind: &str) -> (PathBuf, Option<Vec<u8>>) {
+    match kind {
+        "oci" => {
+            let (layout, index) = existing_layout(out);
+            (layout, Some(index))
+        }
+        _ => (out.join("image.tar"), None),
+    }
+}
+
 fn assert_no_destination(kind: &str, path: &Path, index_before: Option<&[u8]>) {
     if kind != "oci" {
         assert!(!path.exists(), "{kind}: {} exists", path.display());
@@ -762,13 +769,7 @@ fn killed_copy_leaves_no_destination() {
     for kind in ["docker-archive", "oci-archive", "oci"] {
         let out = dir.path().join(kind);
         std::fs::create_dir_all(&out).unwrap();
-        let (path, before) = match kind {
-            "oci" => {
-                let (layout, index) = existing_layout(&out);
-                (layout, Some(index))
-            }
-            _ => (out.join("image.tar"), None),
-        };
+        let (path, before) = destination_in(&out, kind);
         let mut child = stevedore()
             .args([
                 "copy",
@@ -849,13 +850,7 @@ fn failing_source_leaves_no_destination() {
     for kind in ["docker-archive", "oci-archive", "oci"] {
         let out = dir.path().join(format!("out-{kind}"));
         std::fs::create_dir_all(&out).unwrap();
-        let (path, before) = match kind {
-            "oci" => {
-                let (layout, index) = existing_layout(&out);
-                (layout, Some(index))
-            }
-            _ => (out.join("image.tar"), None),
-        };
+        let (path, before) = destination_in(&out, kind);
         let dest = transport(kind, &path, Some("new:v1"));
         fails_naming(
             &["copy", &source, &dest, "--compress", "zstd"],
