@@ -46,3 +46,43 @@ best_of() {
     done
     echo "$(min "${times[@]}") (runs: ${times[*]})"
 }
+
+# Builds $stevedore (this checkout's release binary) if it is missing.
+build_if_missing() {
+    if [[ ! -x $stevedore ]]; then
+        (cd "$repo" && cargo build --release --quiet)
+    fi
+}
+
+# The inputs every script uses, in $dir: the synthetic store ($store), its plan
+# (layers.json, 99 layers) and the customisation layer (cust/).
+make_inputs() {
+    python3 "$here/make_store.py" "$dir" >/dev/null
+    store=$dir/store
+    "$stevedore" plan "$dir/graph.json" --limit 99 --store-dir "$store" >"$dir/layers.json"
+    rm -rf "$dir/cust-src" "$dir/cust"
+    mkdir -p "$dir/cust-src/etc"
+    printf 'root:x:0:0::/root:/bin/sh\n' >"$dir/cust-src/etc/passwd"
+    "$stevedore" customisation-layer "$dir/cust-src" -o "$dir/cust" 2>/dev/null
+}
+
+# $dir/conf.json of the whole store; $conf, the same with store-layer digests recorded
+# (as the Nix conf step writes it); and $image, its docker archive (for skopeo).
+make_image() {
+    python3 - "$dir" "$store" <<'PY'
+import json, sys
+d, store = sys.argv[1], sys.argv[2]
+json.dump({"architecture": "amd64", "config": {"Env": ["PATH=/bin"]}, "os": "linux",
+           "store_dir": store, "from_image": None,
+           "store_layers": json.load(open(f"{d}/layers.json")),
+           "customisation_layer": f"{d}/cust", "repo_tag": "bench:1",
+           "created": "1970-01-01T00:00:01+00:00", "mtime": "1970-01-01T00:00:01+00:00",
+           "uid": "0", "gid": "0", "uname": "root", "gname": "root"},
+          open(f"{d}/conf.json", "w"), indent=1)
+PY
+    conf=$dir/conf-digests.json
+    "$stevedore" conf-digests "$dir/conf.json" -o "$conf" 2>/dev/null
+    image=$dir/copy-image.tar
+    rm -f "$image"
+    "$stevedore" build-layered "$conf" -o "$image" 2>/dev/null
+}

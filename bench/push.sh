@@ -41,34 +41,11 @@ runs=${RUNS:-1}
 stevedore=${STEVEDORE:-$repo/target/release/stevedore}
 source "$here/lib.sh"
 
-if [[ ! -x $stevedore ]]; then
-    (cd "$repo" && cargo build --release --quiet)
-fi
+build_if_missing
 
 # --- inputs (as bench/copy.sh makes them) -------------------------------------------------
-python3 "$here/make_store.py" "$dir" >/dev/null
-store=$dir/store
-"$stevedore" plan "$dir/graph.json" --limit 99 --store-dir "$store" >"$dir/layers.json"
-rm -rf "$dir/cust-src" "$dir/cust"
-mkdir -p "$dir/cust-src/etc"
-printf 'root:x:0:0::/root:/bin/sh\n' >"$dir/cust-src/etc/passwd"
-"$stevedore" customisation-layer "$dir/cust-src" -o "$dir/cust" 2>/dev/null
-python3 - "$dir" "$store" <<'PY'
-import json, sys
-d, store = sys.argv[1], sys.argv[2]
-json.dump({"architecture": "amd64", "config": {"Env": ["PATH=/bin"]}, "os": "linux",
-           "store_dir": store, "from_image": None,
-           "store_layers": json.load(open(f"{d}/layers.json")),
-           "customisation_layer": f"{d}/cust", "repo_tag": "bench:1",
-           "created": "1970-01-01T00:00:01+00:00", "mtime": "1970-01-01T00:00:01+00:00",
-           "uid": "0", "gid": "0", "uname": "root", "gname": "root"},
-          open(f"{d}/conf.json", "w"), indent=1)
-PY
-conf=$dir/conf-digests.json
-"$stevedore" conf-digests "$dir/conf.json" -o "$conf" 2>/dev/null
-image=$dir/copy-image.tar
-rm -f "$image"
-"$stevedore" build-layered "$conf" -o "$image" 2>/dev/null
+make_inputs
+make_image
 
 # The changed image: the single-path layer nearest 16 MiB gets a new store path (the old
 # one's hash reversed, still nixbase32) in the same store dir, a hard-linked copy with one

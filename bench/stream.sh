@@ -31,18 +31,10 @@ stevedore=${STEVEDORE:-$repo/target/release/stevedore}
 streamer=${NIXPKGS_STREAMER:-/tmp/nixpkgs-streamer/stream_layered_image.py}
 source "$here/lib.sh"
 
-if [[ ! -x $stevedore ]]; then
-    (cd "$repo" && cargo build --release --quiet)
-fi
+build_if_missing
 
 # --- inputs -------------------------------------------------------------------------------
-python3 "$here/make_store.py" "$dir" >/dev/null
-store=$dir/store
-"$stevedore" plan "$dir/graph.json" --limit 99 --store-dir "$store" >"$dir/layers.json"
-rm -rf "$dir/cust-src" "$dir/cust"
-mkdir -p "$dir/cust-src/etc"
-printf 'root:x:0:0::/root:/bin/sh\n' >"$dir/cust-src/etc/passwd"
-"$stevedore" customisation-layer "$dir/cust-src" -o "$dir/cust" 2>/dev/null
+make_inputs
 python3 - "$dir" "$store" <<'PY'
 import json, sys
 d, store = sys.argv[1], sys.argv[2]
