@@ -513,9 +513,11 @@ pub fn case(rng: &mut Rng, images: &[Image], registry: &str, name: &str) -> Case
     }
     for (digest, bad, times) in layer_faults {
         let key = format!("blob-{digest}");
-        let meta = json!({"fault": {"status": 200, "times": times}});
-        c.files.get_mut(&key).unwrap().meta = meta;
-        c.files.get_mut(&key).unwrap().fault = Some(bad);
+        // The manifest's mutation may have renamed the blob: then there is nothing to fault.
+        if let Some(served) = c.files.get_mut(&key) {
+            served.meta = json!({"fault": {"status": 200, "times": times}});
+            served.fault = Some(bad);
+        }
     }
     let manifest_type = manifest["mediaType"]
         .as_str()
