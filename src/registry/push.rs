@@ -483,6 +483,38 @@ fn finish_upload(
     Ok(())
 }
 
+/// Pushes a blob stored in a file, whole (POST, then one PUT carrying it), unless the
+/// repository has it (HEAD); true if it was uploaded. The registry checks the digest.
+pub fn push_blob_file(
+    client: &Client,
+    reference: &Reference,
+    digest: &Digest,
+    path: &Path,
+    size: u64,
+) -> Result<bool> {
+    if has_blob(client, reference, digest)? {
+        return Ok(false);
+    }
+    let location = start_upload(client, reference)?;
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let url = with_digest(&location, digest);
+    let len = size.to_string();
+    let headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", len.as_str()),
+    ];
+    let body = Body::Stream(Box::new(file.take(size)));
+    let resp = client.send("PUT", &url, &push_scopes(reference), &headers, body)?;
+    if resp.status() != 201 {
+        let code = resp.status();
+        bail!(
+            "blob {digest}: the registry did not accept it: {}",
+            describe(code, resp)
+        );
+    }
+    Ok(true)
+}
+
 /// Pushes a small blob (a config) whole, unless the registry has it.
 fn push_bytes(
     client: &Client,
