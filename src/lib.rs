@@ -10,6 +10,7 @@ pub mod image;
 pub mod log;
 pub mod plan;
 pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod tar;
 pub mod tarsum;

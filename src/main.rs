@@ -233,6 +233,9 @@ enum Command {
     /// Builder of nix/default.nix's pullImage (reads .attrs.json).
     #[command(hide = true)]
     NixPullImage,
+    /// Serve images named by their packages (`shell/hello:latest`), built by Nix on first
+    /// request, over the registry pull API, as Nixery does.
+    Serve(ServeArgs),
     /// Print pullImage's arguments for IMAGE[:TAG] (docker://'s names, without it): the
     /// digest the tag names now and the hash of the archive pullImage writes.
     Prefetch {
@@ -501,6 +504,7 @@ fn run(cli: Cli) -> Result<()> {
             stevedore::derivation::nix_db::write(&root, &g, &gcroot, time)
                 .with_context(|| graph.display().to_string())
         }
+        Command::Serve(args) => stevedore::serve::run(args.options()),
         Command::SymlinkJoin { output, paths } => {
             let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
             stevedore::contents::symlink_join(&output, &refs)
@@ -722,4 +726,55 @@ fn copy_command(args: CopyArgs, started: Instant) -> Result<()> {
     result.with_context(|| dest.clone())?;
     log::built(Path::new(dest), &detail, started);
     Ok(())
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// ADDR:PORT to listen on (port 0: any free port, printed at start-up).
+    #[arg(long, required = true)]
+    listen: String,
+    /// The package set: nixpkgs!CHANNEL, git!URL!REV or path!DIR.
+    #[arg(long, required = true)]
+    pkgs: String,
+    /// Where built images are recorded (and their gc roots kept).
+    #[arg(long, required = true)]
+    storage: PathBuf,
+    /// docker://HOST/REPO: push built blobs there and redirect blob requests to it.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Popularity data for the layering (Nixery's popcount format).
+    #[arg(long)]
+    popularity: Option<PathBuf>,
+    /// An option for nix-build (repeatable).
+    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    nix_option: Vec<String>,
+    /// Compression of the layers (default: the Nix code's, gzip).
+    #[arg(long, value_parser = ["gzip", "zstd", "none"])]
+    compress: Option<String>,
+    /// Seconds a build may take before nix-build is stopped and the request fails.
+    #[arg(long, default_value_t = 600)]
+    build_timeout: u64,
+    /// A directory with a nixery.nix to run instead of the one built in (tests).
+    #[arg(long, hide = true)]
+    nix_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn options(self) -> stevedore::serve::Options {
+        stevedore::serve::Options {
+            listen: self.listen,
+            pkgs: self.pkgs,
+            storage: self.storage,
+            upstream: self.upstream,
+            popularity: self.popularity,
+            nix_options: self
+                .nix_option
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+            compress: self.compress,
+            build_timeout: std::time::Duration::from_secs(self.build_timeout),
+            nix_dir: self.nix_dir,
+        }
+    }
 }
