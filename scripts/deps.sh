@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages stevedore's example and tests use (as root), if missing.
 set -euo pipefail
-packages=(nix-bin skopeo umoci busybox-static fakeroot proot tar gzip zstd xz-utils bzip2 xutils-dev python3 util-linux time jq jshon rsync containerd runc golang-go moreutils strace docker-registry apache2-utils openssl)
-tools=(nix-build skopeo umoci busybox fakeroot proot tar gzip zstd xz bzip2 lndir python3 setpriv /usr/bin/time jq jshon rsync containerd ctr runc go sponge strace docker-registry htpasswd openssl)
+packages=(nix-bin skopeo umoci busybox-static fakeroot proot tar gzip zstd xz-utils bzip2 xutils-dev python3 util-linux time jq jshon rsync containerd runc golang-go moreutils strace docker-registry apache2-utils openssl chromium)
+tools=(nix-build skopeo umoci busybox fakeroot proot tar gzip zstd xz bzip2 lndir python3 setpriv /usr/bin/time jq jshon rsync containerd ctr runc go sponge strace docker-registry htpasswd openssl chromium)
 missing=0
 for t in "${tools[@]}"; do command -v "$t" >/dev/null 2>&1 || missing=1; done
 [ -x /bin/busybox ] || missing=1

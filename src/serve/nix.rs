@@ -97,6 +97,16 @@ impl Builder {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+        // A server that is killed takes its builds with it (the signal comes when the
+        // thread that started nix-build ends: a runtime worker, which lives as long as
+        // the server).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .map_err(|e| ApiError::internal(format!("cannot run nix-build: {e}")))?;

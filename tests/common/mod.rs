@@ -4,6 +4,7 @@
 
 pub mod containerd;
 pub mod registry;
+pub mod serve;
 
 use std::os::unix::process::CommandExt;
 

@@ -1,0 +1,595 @@
+//! `stevedore serve` against real clients on 127.0.0.1: skopeo, containerd, a real
+//! registry as upstream, headless Chromium for the page, and raw HTTP for what clients
+//! never send. Most tests build through tests/nix/serve-fake (the real nixery.nix's
+//! interface, fast fake images); the `real_` tests use the nixery.nix built in.
+
+mod common;
+use common::containerd::Containerd;
+use common::registry::{run_bounded, skopeo, Registry};
+use common::serve::{registry_error, Packages, Serve};
+use serde_json::Value;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn skopeo_run(args: &[&str]) -> Output {
+    run_bounded(skopeo().args(args), Duration::from_secs(120))
+}
+
+fn inspect(serve: &Serve, image: &str) -> Value {
+    let out = ok(
+        skopeo_run(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/{image}", serve.addr()),
+        ]),
+        "skopeo inspect",
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A tag no earlier run used: the fake Nix code builds per tag, so a build with it is
+/// not already in the Nix store.
+fn fresh_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t{nanos}")
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+#[test]
+fn skopeo_inspects_and_copies_an_image_built_on_first_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("storage"), Packages::Fake, &[]);
+    let info = inspect(&serve, "shell/hello");
+    assert_eq!(info["Architecture"], "amd64");
+    assert_eq!(info["RepoTags"], serde_json::json!(["latest"]));
+    let layers = info["Layers"].as_array().unwrap().len();
+    assert!(layers >= 1);
+    // The packages the Nix code was given: shell's, hello, cacert and iana-etc, sorted.
+    assert!(
+        serve.log().contains(
+            "building shell/hello:latest for amd64: bashInteractive cacert coreutils hello iana-etc moreutils nano"
+        ),
+        "{}",
+        serve.log()
+    );
+    for dest in ["oci", "dir"] {
+        let path = dir.path().join(dest);
+        let target = match dest {
+            "oci" => format!("oci:{}:hello", path.display()),
+            _ => format!("dir:{}", path.display()),
+        };
+        ok(
+            skopeo_run(&[
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/shell/hello:latest", serve.addr()),
+                &target,
+            ]),
+            "skopeo copy",
+        );
+    }
+    // dir: keeps the manifest's bytes: their digest is the one the server states.
+    let bytes = std::fs::read(dir.path().join("dir/manifest.json")).unwrap();
+    let r = serve.get("/v2/shell/hello/manifests/latest");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, bytes);
+    assert_eq!(r.header("content-type"), Some(MANIFEST_V2));
+    assert_eq!(
+        r.header("docker-content-digest").unwrap(),
+        format!("sha256:{}", sha256_hex(&bytes))
+    );
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+    // Every pull after the first used what was built: one build in all.
+    assert_eq!(serve.count("serve: building "), 1, "{}", serve.log());
+    // The order of packages and the meta-packages' expansion share the cache.
+    inspect(&serve, "shell/hello/cacert");
+    assert_eq!(serve.count("serve: building "), 1, "{}", serve.log());
+    let arm = inspect(&serve, "arm64/shell/hello");
+    assert_eq!(arm["Architecture"], "arm64");
+    assert_eq!(serve.count("serve: building "), 2);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn the_base_endpoint_answers_and_heads_carry_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    for method in ["GET", "HEAD"] {
+        let r = serve.request(method, "/v2/", &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("docker-distribution-api-version"),
+            Some("registry/2.0")
+        );
+    }
+    assert_eq!(serve.get("/v2/").body, b"{}");
+    // A HEAD on a manifest builds it, as Nixery does.
+    let head = serve.request("HEAD", "/v2/hello/manifests/latest", &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let get = serve.get("/v2/hello/manifests/latest");
+    assert_eq!(
+        head.header("content-length").unwrap(),
+        get.body.len().to_string()
+    );
+    assert_eq!(
+        head.header("docker-content-digest"),
+        get.header("docker-content-digest")
+    );
+    assert_eq!(serve.count("serve: building "), 1);
+    // Writes are refused.
+    let put = serve.request("PUT", "/v2/hello/manifests/latest", &[]);
+    assert_eq!(put.status, 405);
+    assert_eq!(registry_error(&put).0, "UNSUPPORTED");
+}
+
+#[test]
+fn unknown_packages_are_all_named_in_a_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let r = serve.get("/v2/shell/nosuchpkg/hello/alsomissing/manifests/latest");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let (code, message) = registry_error(&r);
+    assert_eq!(code, "MANIFEST_UNKNOWN");
+    assert!(
+        message.contains("alsomissing") && message.contains("nosuchpkg"),
+        "{message}"
+    );
+    assert!(!message.contains("hello"), "{message}");
+    // skopeo says so too.
+    let out = skopeo_run(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/nosuchpkg", serve.addr()),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchpkg"));
+}
+
+#[test]
+fn malformed_names_tags_digests_and_traversal_get_400s_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let before = tree(dir.path());
+    let cases: &[(&str, u16, &str)] = &[
+        ("/v2/Hello/manifests/latest", 400, "NAME_INVALID"),
+        ("/v2/hel%20lo/manifests/latest", 400, "NAME_INVALID"),
+        ("/v2/hello/manifests/-bad", 400, "TAG_INVALID"),
+        ("/v2/hello/manifests/a..b%00", 400, "TAG_INVALID"),
+        (
+            "/v2/../../../etc/passwd/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/hello/../../../../etc/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/%2e%2e/%2e%2e/etc/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        ("/v2/%2E%2E%2Fetc/blobs/sha256:00", 400, "NAME_INVALID"),
+        ("/v2/hello//etc/manifests/latest", 400, "NAME_INVALID"),
+        ("/v2//etc/passwd/manifests/latest", 400, "NAME_INVALID"),
+        ("/v2/..\\..\\etc/manifests/latest", 400, "NAME_INVALID"),
+        (
+            "/v2/hello/blobs/sha256:../../../etc/passwd",
+            400,
+            "NAME_INVALID",
+        ),
+        ("/v2/hello/blobs/sha256:%2e%2e%2f", 400, "DIGEST_INVALID"),
+        ("/v2/hello/manifests/sha256:abc", 400, "DIGEST_INVALID"),
+        ("/v2/hello/blobs/md5:abc", 400, "DIGEST_INVALID"),
+    ];
+    for (target, status, code) in cases {
+        let r = serve.get(target);
+        assert_eq!(
+            r.status,
+            *status,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(registry_error(&r).0, *code, "{target}");
+    }
+    let unknown = format!("/v2/hello/blobs/sha256:{}", "0".repeat(64));
+    let r = serve.get(&unknown);
+    assert_eq!(
+        (r.status, registry_error(&r).0.as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
+    let r = serve.get(&format!("/v2/hello/manifests/sha256:{}", "0".repeat(64)));
+    assert_eq!(
+        (r.status, registry_error(&r).0.as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    // Nothing was built, and nothing was written.
+    assert_eq!(serve.count("serve: building"), 0, "{}", serve.log());
+    assert_eq!(tree(dir.path()), before);
+}
+
+/// Every path under `dir`.
+fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p.clone());
+            }
+            all.push(p);
+        }
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn a_failing_build_is_a_500_naming_the_derivation_and_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    for attempt in 1..=2 {
+        let r = serve.get("/v2/shell/broken/manifests/latest");
+        assert_eq!(r.status, 500);
+        let (code, message) = registry_error(&r);
+        assert_eq!(code, "UNKNOWN");
+        assert!(
+            message.starts_with("building /nix/store/") && message.contains("-broken-1.0.drv"),
+            "{message}"
+        );
+        assert_eq!(serve.count("serve: building shell/broken"), attempt);
+    }
+    assert!(serve.log().contains("-broken-1.0.drv failed"));
+}
+
+#[test]
+fn a_build_past_its_timeout_is_stopped_with_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &["--build-timeout", "2"]);
+    let started = Instant::now();
+    let r = serve.get("/v2/slow/manifests/latest");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(r.status, 500);
+    let (_, message) = registry_error(&r);
+    assert!(message.contains("longer than 2 s"), "{message}");
+    // The server still builds, and nothing of the stopped build is served.
+    assert_eq!(serve.get("/v2/hello/manifests/latest").status, 200);
+    assert!(no_nix_build_for(r#"[ "cacert" "iana-etc" "slow" ]"#));
+}
+
+/// Whether no nix-build process has `packages` (a Nix list) as an argument.
+fn no_nix_build_for(packages: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = std::fs::read_dir("/proc").unwrap().any(|e| {
+            let cmdline = std::fs::read(e.unwrap().path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"nix-build"))
+                && args.contains(&packages.as_bytes())
+        });
+        if !running {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_server_leaves_nothing_a_later_request_would_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let addr = serve.addr().to_string();
+    let target = format!("/v2/lazy/moreutils/manifests/{}", fresh_tag());
+    let t = target.clone();
+    let client = std::thread::spawn(move || common::registry::http(&addr, "GET", &t, &[], None));
+    serve.wait_for("serve: building lazy/moreutils", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    serve.kill();
+    assert!(
+        client.join().unwrap().is_err(),
+        "an answer from a killed server"
+    );
+    // Its nix-build went with it.
+    assert!(no_nix_build_for(
+        r#"[ "cacert" "iana-etc" "lazy" "moreutils" ]"#
+    ));
+    let manifests: Vec<_> = std::fs::read_dir(storage.join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "sha256")
+        .collect();
+    assert!(manifests.is_empty(), "{manifests:?}");
+    // A half-written file of the kind a killed write leaves is removed at start-up.
+    let half = storage.join("blobs/sha256/.stevedore-half");
+    std::fs::write(&half, b"{\"path\":").unwrap();
+    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    assert!(!half.exists());
+    // The image is built again, from the start.
+    let r = serve.get(&target);
+    assert_eq!(r.status, 200);
+    assert_eq!(serve.count("serve: building lazy/moreutils"), 1);
+}
+
+#[test]
+fn concurrent_requests_for_a_new_image_wait_for_one_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let addr = serve.addr().to_string();
+    let tag = fresh_tag();
+    let target = format!("/v2/lazy/hello/manifests/{tag}");
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let (addr, target) = (addr.clone(), target.clone());
+            std::thread::spawn(move || {
+                common::registry::http(&addr, "GET", &target, &[], None).unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(answers.iter().all(|r| r.status == 200));
+    let digests: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|r| r.header("docker-content-digest").unwrap().to_string())
+        .collect();
+    assert_eq!(digests.len(), 1);
+    let log = serve.log();
+    assert_eq!(
+        serve.count(&format!("serve: building lazy/hello:{tag}")),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        serve.count(&format!("serve: built lazy/hello:{tag}")),
+        1,
+        "{log}"
+    );
+    // Those that came while it was built said what they waited for.
+    assert!(
+        log.contains(&format!(
+            "serve: waiting for lazy/hello:{tag} (building cacert hello iana-etc lazy)"
+        )),
+        "{log}"
+    );
+    // Different images build side by side.
+    let (a, t) = (addr.clone(), tag.clone());
+    let one = std::thread::spawn(move || {
+        common::registry::http(&a, "GET", &format!("/v2/lazy/git/manifests/{t}"), &[], None)
+            .unwrap()
+    });
+    let two = serve.get(&format!("/v2/lazy/nano/manifests/{tag}"));
+    let one = one.join().unwrap();
+    assert_eq!((one.status, two.status), (200, 200));
+    let log = serve.log();
+    let first_built = ["serve: built lazy/git", "serve: built lazy/nano"]
+        .map(|b| log.find(b).unwrap())
+        .into_iter()
+        .min()
+        .unwrap();
+    assert!(
+        log.find("serve: building lazy/git").unwrap() < first_built,
+        "{log}"
+    );
+    assert!(
+        log.find("serve: building lazy/nano").unwrap() < first_built,
+        "{log}"
+    );
+}
+
+#[test]
+fn blobs_answer_range_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let manifest = json(&serve.get("/v2/hello/manifests/latest").body);
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    let target = format!("/v2/hello/blobs/{layer}");
+    let whole = serve.get(&target);
+    assert_eq!(whole.status, 200);
+    assert_eq!(
+        whole.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(whole.header("content-length").unwrap(), size.to_string());
+    assert_eq!(whole.header("docker-content-digest"), Some(layer));
+    assert_eq!(format!("sha256:{}", sha256_hex(&whole.body)), layer);
+    let part = serve.request("GET", &target, &[("Range", "bytes=100-199")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range").unwrap(),
+        format!("bytes 100-199/{size}")
+    );
+    assert_eq!(part.body, whole.body[100..200]);
+    let tail = serve.request("GET", &target, &[("Range", "bytes=-10")]);
+    assert_eq!(tail.body, whole.body[size as usize - 10..]);
+    let open = serve.request(
+        "GET",
+        &target,
+        &[("Range", &format!("bytes={}-", size - 5))],
+    );
+    assert_eq!(open.body, whole.body[size as usize - 5..]);
+    let past = serve.request("GET", &target, &[("Range", &format!("bytes={size}-"))]);
+    assert_eq!(past.status, 416);
+    assert_eq!(
+        past.header("content-range").unwrap(),
+        format!("bytes */{size}")
+    );
+    let head = serve.request("HEAD", &target, &[]);
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length").unwrap(), size.to_string());
+    // The manifest is a blob too, as containerd may ask for it.
+    let digest = serve.get("/v2/hello/manifests/latest");
+    let digest = digest.header("docker-content-digest").unwrap();
+    let as_blob = serve.get(&format!("/v2/hello/blobs/{digest}"));
+    assert_eq!(as_blob.status, 200);
+    assert_eq!(format!("sha256:{}", sha256_hex(&as_blob.body)), digest);
+}
+
+#[test]
+fn what_was_built_is_served_by_digest_and_after_a_restart_without_nix() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let (bytes, digest) = {
+        let serve = Serve::start(&storage, Packages::Fake, &[]);
+        let r = serve.get("/v2/shell/hello/manifests/v2");
+        assert_eq!(r.status, 200);
+        assert!(serve.stop().success());
+        (
+            r.body.clone(),
+            r.header("docker-content-digest").unwrap().to_string(),
+        )
+    };
+    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let r = serve.get("/v2/shell/hello/manifests/v2");
+    assert_eq!((r.status, &r.body), (200, &bytes));
+    let by_digest = serve.get(&format!("/v2/shell/hello/manifests/{digest}"));
+    assert_eq!(by_digest.body, bytes);
+    assert_eq!(by_digest.header("content-type"), Some(MANIFEST_V2));
+    // Any name may ask for a digest (containerd keeps the name it pulled).
+    assert_eq!(
+        serve.get(&format!("/v2/other/manifests/{digest}")).status,
+        200
+    );
+    let config = json(&bytes)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        serve.get(&format!("/v2/shell/hello/blobs/{config}")).status,
+        200
+    );
+    assert_eq!(serve.count("serve: building"), 0, "{}", serve.log());
+}
+
+#[test]
+fn containerd_pulls_and_runs_an_image_built_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let ctd = Containerd::start();
+    let reference = format!("{}/shell/hello:latest", serve.addr());
+    let pull = run_bounded(
+        ctd.ctr()
+            .args(["images", "pull", "--plain-http", &reference]),
+        Duration::from_secs(120),
+    );
+    ok(pull, "ctr images pull");
+    let id = format!("serve-{}", std::process::id());
+    let out = run_bounded(
+        ctd.ctr()
+            .args(["run", "--rm", &reference, &id, "/bin/hello"]),
+        Duration::from_secs(60),
+    );
+    let out = ok(out, "ctr run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world!\n");
+}
+
+#[test]
+fn upstream_gets_the_blobs_and_blob_requests_are_redirected_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::plain();
+    let upstream = format!("docker://{}/layers", reg.addr());
+    let first = Serve::start(
+        &dir.path().join("a"),
+        Packages::Fake,
+        &["--upstream", &upstream],
+    );
+    let manifest = json(&first.get("/v2/shell/hello/manifests/latest").body);
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let r = first.get(&format!("/v2/shell/hello/blobs/{layer}"));
+    assert_eq!(r.status, 307);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("http://{}/v2/layers/blobs/{layer}", reg.addr())
+    );
+    let blob_puts = reg.requests("PUT", "/v2/layers/blobs/uploads/");
+    assert_eq!(blob_puts, 1 + manifest["layers"].as_array().unwrap().len());
+    // skopeo follows the redirects to the registry.
+    let gets_before = reg.requests("GET", "/v2/layers/blobs/sha256:");
+    ok(
+        skopeo_run(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/shell/hello", first.addr()),
+            &format!("oci:{}:x", dir.path().join("oci").display()),
+        ]),
+        "skopeo copy through redirects",
+    );
+    assert!(reg.requests("GET", "/v2/layers/blobs/sha256:") > gets_before);
+    // A second server sharing the registry builds the same image and uploads nothing.
+    let second = Serve::start(
+        &dir.path().join("b"),
+        Packages::Fake,
+        &["--upstream", &upstream],
+    );
+    assert_eq!(second.get("/v2/shell/hello/manifests/latest").status, 200);
+    assert_eq!(reg.requests("PUT", "/v2/layers/blobs/uploads/"), blob_puts);
+    assert!(
+        second.log().contains("0 blobs uploaded to docker://"),
+        "{}",
+        second.log()
+    );
+}
+
+#[test]
+fn the_landing_page_shows_how_to_pull_and_what_was_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let r = serve.get("/v2/shell/hello/manifests/latest");
+    let digest = r.header("docker-content-digest").unwrap();
+    let url = format!("http://{}/", serve.addr());
+    let profile = dir.path().join("chromium");
+    let out = run_bounded(
+        std::process::Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(&url),
+        Duration::from_secs(60),
+    );
+    let dom = String::from_utf8_lossy(&ok(out, "chromium").stdout).into_owned();
+    assert!(
+        dom.contains(&format!("docker://{}/shell/hello", serve.addr())),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!("docker pull {}/shell/git", serve.addr())));
+    assert!(dom.contains("tests/nix/serve-fake"));
+    assert!(
+        dom.contains("shell/hello:latest") && dom.contains(digest),
+        "{dom}"
+    );
+    // A Host header is text from outside: escaped, never markup.
+    let evil = serve.request("GET", "/", &[("Host", "<script>alert(1)</script>")]);
+    let body = String::from_utf8_lossy(&evil.body);
+    assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
+}
