@@ -6,4 +6,5 @@ pub mod base_json;
 pub mod build_image;
 pub mod conf;
 pub mod nix_db;
+pub mod nixery;
 pub mod pull_image;
