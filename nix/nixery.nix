@@ -158,6 +158,19 @@ let
       // attrs
     );
 
+  # A layer derivation (src/derivation/layer.rs): store paths or the customisation layer.
+  layerStep =
+    name: attrs:
+    derivation (
+      {
+        inherit name system;
+        builder = helper;
+        args = [ "nix-layer" ];
+        __structuredAttrs = true;
+      }
+      // attrs
+    );
+
   plan = step "nixery-plan.json" "plan" {
     exportReferencesGraph.graph = contents;
     inherit maxLayers storeDir;
@@ -172,11 +185,11 @@ let
   nameOf = p: substring 33 40 (unsafeDiscardStringContext (baseNameOf p));
   storeLayer =
     group:
-    step "nixery-layer-${nameOf (head group.contents)}" "layer" {
+    layerStep "nixery-layer-${nameOf (head group.contents)}" {
       paths = map withContext group.contents;
       inherit compressor;
     };
-  customisationLayer = step "nixery-customisation-layer" "layer" {
+  customisationLayer = layerStep "nixery-customisation-layer" {
     inherit contents compressor;
   };
   layers = map storeLayer groups ++ [ customisationLayer ];

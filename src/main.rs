@@ -236,6 +236,9 @@ enum Command {
     /// Builder of nix/nixery.nix's derivations (reads .attrs.json; `step` says which).
     #[command(hide = true)]
     NixNixery,
+    /// Builder of one layer derivation (reads .attrs.json).
+    #[command(hide = true)]
+    NixLayer,
     /// Print pullImage's arguments for IMAGE[:TAG] (docker://'s names, without it): the
     /// digest the tag names now and the hash of the archive pullImage writes.
     Prefetch {
@@ -385,6 +388,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::NixBuildImage => stevedore::derivation::build_image::run(),
         Command::NixPullImage => stevedore::derivation::pull_image::run(),
         Command::NixNixery => stevedore::derivation::nixery::run(),
+        Command::NixLayer => stevedore::derivation::layer::run(),
         Command::Prefetch {
             image,
             platform,

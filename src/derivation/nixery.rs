@@ -3,50 +3,23 @@
 //! - `install`: copies the running helper to `$out/bin/stevedore` (a binary given to the
 //!   Nix code as a path becomes a store path this way, with no shell);
 //! - `plan`: Nixery's layer groups for the closure graph, read back by the Nix code;
-//! - `layer`: one layer blob (store paths, or the customisation layer's symlink tree of
-//!   the packages) and its `layer.json` (diff_id, sha256, base64 md5, size, path);
 //! - `config`: the image config (architecture, os, rootfs, config) from the layers;
 //! - `manifest`: Nixery's manifest output `{manifest, layerLocations}`;
 //! - `write`: `text` to `$out` (the `{error = "not_found"; …}` output).
+//!
+//! Each layer is built by its own derivation, `stevedore nix-layer` (layer.rs).
 
 use super::attrs;
-use crate::image::compress::Compression;
+use super::layer::{md5_base64, strings, LayerInfo};
 use crate::image::descriptor::Descriptor;
 use crate::image::digest::Digest;
 use crate::image::media::{Format, MediaType};
-use crate::image::model::{Layer, Source};
-use crate::image::{layer_io, output};
 use crate::log;
 use crate::plan::nixery;
 use crate::store::Graph;
-use crate::tar::gnu;
-use crate::tar::store_layer::{Owner, StoreLayer};
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
-use md5::Digest as _;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-
-/// mtime of the customisation layer's entries, as `tar --mtime=@$SOURCE_DATE_EPOCH`
-/// under nixpkgs' stdenv.
-const CUSTOMISATION_MTIME: i64 = 315_532_800;
-
-/// What a layer derivation records about its blob (`layer.json`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LayerInfo {
-    /// `sha256:…` of the uncompressed tar.
-    pub diff_id: String,
-    /// Hex sha256 of the blob (what the manifest names).
-    pub sha256: String,
-    /// Base64 md5 of the blob (the seed's `layerLocations` carry it).
-    pub md5: String,
-    pub size: u64,
-    pub path: String,
-    pub media_type: String,
-}
+use std::path::Path;
 
 /// Runs the step named by the `step` attribute.
 pub fn run() -> Result<()> {
@@ -57,7 +30,6 @@ pub fn run() -> Result<()> {
     let detail = match step.as_str() {
         "install" => install(&out)?,
         "plan" => plan(&attrs, &out)?,
-        "layer" => layer(&attrs, &out)?,
         "config" => config(&attrs, &out)?,
         "manifest" => manifest(&attrs, &out)?,
         "write" => write(&attrs, &out)?,
@@ -115,133 +87,11 @@ fn plan(attrs: &Value, out: &Path) -> Result<String> {
     ))
 }
 
-fn layer(attrs: &Value, out: &Path) -> Result<String> {
-    let compression =
-        Compression::parse(&attrs::string(attrs, "compressor").unwrap_or("gzip".into()))?;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let (source, what) = match attrs.get("contents") {
-        Some(contents) => customisation_source(&strings(contents)?)?,
-        None => {
-            let paths = strings(&attrs["paths"])?;
-            let owner = Owner {
-                uid: 0,
-                gid: 0,
-                uname: "root".into(),
-                gname: "root".into(),
-                mtime: 1,
-            };
-            let what = format!("store layer {}", paths.join(" "));
-            (Source::StorePaths(StoreLayer::list(&paths, &owner)?), what)
-        }
-    };
-    let layer = Layer {
-        diff_id: None,
-        blob: None,
-        source,
-        what: what.clone(),
-    };
-    let blob = out.join(blob_name(compression));
-    let mut produced = None;
-    output::write_atomically(&blob, |file| {
-        produced = Some(layer_io::produce_blob(&layer, compression, file)?);
-        Ok(())
-    })?;
-    let produced = produced.context("no blob produced")?;
-    let info = LayerInfo {
-        diff_id: produced.diff_id.to_string(),
-        sha256: produced.digest.hex().to_string(),
-        md5: md5_base64(&blob)?,
-        size: produced.size,
-        path: blob.display().to_string(),
-        media_type: MediaType::Layer(Format::Docker, compression.codec)
-            .as_str()
-            .to_string(),
-    };
-    std::fs::write(out.join("layer.json"), serde_json::to_vec(&info)?)
-        .with_context(|| format!("{}: cannot write layer.json", out.display()))?;
-    Ok(format!("{what}: {}", log::size(produced.size)))
-}
-
-/// The customisation layer: the packages joined as symlinkJoin does, archived as
-/// nixpkgs' customisation layer (in the build directory, then compressed into `$out`).
-fn customisation_source(contents: &[String]) -> Result<(Source, String)> {
-    let top = PathBuf::from(std::env::var_os("NIX_BUILD_TOP").unwrap_or_else(|| ".".into()));
-    let root = top.join("root");
-    let refs: Vec<&Path> = contents.iter().map(Path::new).collect();
-    crate::contents::symlink_join(&root, &refs)?;
-    let opts = gnu::GnuOptions {
-        mtime: CUSTOMISATION_MTIME,
-        owner: Some(0),
-        group: Some(0),
-        faked: None,
-        exclude: Vec::new(),
-        names: false,
-    };
-    let archived = top.join("customisation");
-    output::customisation_layer(&root, &archived, &opts)?;
-    let path = archived.join("layer.tar");
-    let len = std::fs::metadata(&path)?.len();
-    let source = Source::File {
-        path,
-        offset: 0,
-        len,
-        codec: crate::image::compress::Codec::None,
-    };
-    Ok((source, "customisation layer".into()))
-}
-
-fn blob_name(compression: Compression) -> &'static str {
-    use crate::image::compress::Codec;
-    match compression.codec {
-        Codec::None => "layer.tar",
-        Codec::Gzip => "layer.tar.gz",
-        Codec::Zstd => "layer.tar.zst",
-    }
-}
-
-/// The base64 md5 of a file. Read once more after the blob is written: md5 is only for
-/// the seed's output shape, and the blob is compressed (small) or just written (cached).
-fn md5_base64(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut hasher = md5::Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
-}
-
-fn strings(value: &Value) -> Result<Vec<String>> {
-    value
-        .as_array()
-        .context("expected a list of store paths")?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .context("expected a store path")
-        })
-        .collect()
-}
-
 /// The layer derivations' `layer.json`s, in order.
 fn layer_infos(attrs: &Value) -> Result<Vec<LayerInfo>> {
     strings(&attrs["layers"])?
         .iter()
-        .map(|dir| {
-            let file = Path::new(dir).join("layer.json");
-            let text =
-                std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
-            serde_json::from_slice(&text)
-                .with_context(|| format!("{}: not a layer.json", file.display()))
-        })
+        .map(|dir| LayerInfo::load(Path::new(dir)))
         .collect()
 }
 
