@@ -233,6 +233,12 @@ enum Command {
     /// Builder of nix/default.nix's pullImage (reads .attrs.json).
     #[command(hide = true)]
     NixPullImage,
+    /// Builder of nix/nixery.nix's derivations (reads .attrs.json; `step` says which).
+    #[command(hide = true)]
+    NixNixery,
+    /// Builder of one layer derivation (reads .attrs.json).
+    #[command(hide = true)]
+    NixLayer,
     /// Serve images named by their packages (`shell/hello:latest`), built by Nix on first
     /// request, over the registry pull API, as Nixery does.
     Serve(ServeArgs),
@@ -282,7 +288,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None if algorithm == Algorithm::Nixery => {
                     let pop = match popularity {
-                        Some(file) => read_popularity(&file)?,
+                        Some(file) => plan::nixery::read_popularity(&file)?,
                         None => Default::default(),
                     };
                     let roots = nixery_roots(&graph, graph_key.as_deref(), &g)?;
@@ -384,6 +390,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::NixConf => stevedore::derivation::conf::run(),
         Command::NixBuildImage => stevedore::derivation::build_image::run(),
         Command::NixPullImage => stevedore::derivation::pull_image::run(),
+        Command::NixNixery => stevedore::derivation::nixery::run(),
+        Command::NixLayer => stevedore::derivation::layer::run(),
         Command::Prefetch {
             image,
             platform,
@@ -522,17 +530,6 @@ fn image_of(
 )> {
     let loaded = Conf::load(conf)?;
     layered::from_conf(&loaded, repo_tag).with_context(|| conf.display().to_string())
-}
-
-/// Popularity data for `plan --algorithm nixery`.
-fn read_popularity(file: &Path) -> Result<plan::nixery::Popularity> {
-    let text = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
-    serde_json::from_slice(&text).with_context(|| {
-        format!(
-            "{}: expected a JSON object of names and non-negative counts",
-            file.display()
-        )
-    })
 }
 
 /// The top-level roots an `.attrs.json` graph file declares (exportReferencesGraph),

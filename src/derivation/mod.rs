@@ -5,5 +5,7 @@ pub mod attrs;
 pub mod base_json;
 pub mod build_image;
 pub mod conf;
+pub mod layer;
 pub mod nix_db;
+pub mod nixery;
 pub mod pull_image;

@@ -273,6 +273,19 @@ pub fn popularity(graphs: &[Graph]) -> Popularity {
     counts
 }
 
+/// Reads popularity data: a JSON object, store path name without hash → count
+/// (Nixery's popcount format).
+pub fn read_popularity(file: &std::path::Path) -> anyhow::Result<Popularity> {
+    use anyhow::Context;
+    let text = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON object of names and non-negative counts",
+            file.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,9 +28,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-/// The Nix files the server runs, `(path under STORAGE/nix, text)`; `nixery.nix` is the
-/// one nix-build is given.
-pub const NIX_FILES: &[(&str, &str)] = &[];
+/// The Nix files the server runs, `(path under STORAGE/nix, text)`: `nixery.nix`, the
+/// one nix-build is given, and what it imports.
+pub const NIX_FILES: &[(&str, &str)] = &[
+    ("nixery.nix", include_str!("../../nix/nixery.nix")),
+    (
+        "nixery-source.nix",
+        include_str!("../../nix/nixery-source.nix"),
+    ),
+];
 
 /// What `stevedore serve` was asked.
 #[derive(Clone, Debug)]
@@ -89,7 +95,6 @@ pub fn run(opts: Options) -> Result<()> {
     let storage = storage::Storage::open(&opts.storage)?;
     let nix_file = match &opts.nix_dir {
         Some(dir) => std::path::absolute(dir)?.join("nixery.nix"),
-        None if NIX_FILES.is_empty() => bail!("this stevedore has no nixery.nix built in"),
         None => storage.write_nix_files(NIX_FILES)?.join("nixery.nix"),
     };
     if !nix_file.is_file() {
