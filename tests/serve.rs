@@ -593,3 +593,113 @@ fn the_landing_page_shows_how_to_pull_and_what_was_built() {
     let body = String::from_utf8_lossy(&evil.body);
     assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The nixery.nix built in, over tests/nixery-pkgs.
+
+const HELLO_REAL: &str = "Hello from a Nixery-style stevedore image\n";
+
+#[test]
+fn real_images_are_copied_by_skopeo_and_run_by_containerd() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("storage"), Packages::Real, &[]);
+    let info = inspect(&serve, "shell/hello");
+    assert_eq!(info["Architecture"], "amd64");
+    let layout = dir.path().join("oci");
+    ok(
+        skopeo_run(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/shell/hello", serve.addr()),
+            &format!("oci:{}:hello", layout.display()),
+        ]),
+        "skopeo copy",
+    );
+    let config = ok(
+        skopeo_run(&[
+            "inspect",
+            "--config",
+            &format!("oci:{}:hello", layout.display()),
+        ]),
+        "skopeo inspect --config",
+    );
+    let config = json(&config.stdout);
+    // Nixery's config: bash when bashInteractive is in, the certificates' path.
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["bash"]));
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt"])
+    );
+    let ctd = Containerd::start();
+    let reference = format!("{}/shell/hello:latest", serve.addr());
+    ok(
+        run_bounded(
+            ctd.ctr()
+                .args(["images", "pull", "--plain-http", &reference]),
+            Duration::from_secs(120),
+        ),
+        "ctr images pull",
+    );
+    let id = format!("serve-real-{}", std::process::id());
+    let out = ok(
+        run_bounded(
+            ctd.ctr().args(["run", "--rm", &reference, &id, "/bin/hello"]),
+            Duration::from_secs(60),
+        ),
+        "ctr run",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_REAL);
+    // Nested and case-amended attribute names, and arm64.
+    assert_eq!(
+        serve
+            .get("/v2/xorg.xev/haskellpackages.stylish-haskell/manifests/latest")
+            .status,
+        200
+    );
+    assert_eq!(inspect(&serve, "arm64/hello")["Architecture"], "arm64");
+}
+
+#[test]
+fn real_bad_packages_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Real, &[]);
+    let r = serve.get("/v2/shell/nope/xorg.nothere/hello/manifests/latest");
+    assert_eq!(r.status, 404);
+    let (code, message) = registry_error(&r);
+    assert_eq!(code, "MANIFEST_UNKNOWN");
+    assert!(
+        message.contains("nope") && message.contains("xorg.nothere"),
+        "{message}"
+    );
+    let r = serve.get("/v2/shell/broken/manifests/latest");
+    assert_eq!(r.status, 500);
+    let (_, message) = registry_error(&r);
+    assert!(
+        message.starts_with("building /nix/store/") && message.ends_with("-broken-1.0.drv failed"),
+        "{message}"
+    );
+}
+
+#[test]
+fn real_concurrent_requests_wait_for_one_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Real, &[]);
+    let addr = serve.addr().to_string();
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                common::registry::http(&addr, "GET", "/v2/shell/figlet/manifests/latest", &[], None)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(answers.iter().all(|r| r.status == 200));
+    let digests: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|r| r.header("docker-content-digest").unwrap().to_string())
+        .collect();
+    assert_eq!(digests.len(), 1);
+    assert_eq!(serve.count("serve: building "), 1, "{}", serve.log());
+}
