@@ -730,7 +730,8 @@ struct ServeArgs {
     /// ADDR:PORT to listen on (port 0: any free port, printed at start-up).
     #[arg(long, required = true)]
     listen: String,
-    /// The package set: nixpkgs!CHANNEL, git!URL!REV or path!DIR.
+    /// The package set: nixpkgs!CHANNEL, git!URL[!REV] (the tag picks the revision when
+    /// none is given) or path!DIR.
     #[arg(long, required = true)]
     pkgs: String,
     /// Where built images are recorded (and their gc roots kept).

@@ -43,7 +43,7 @@ pub const NIX_FILES: &[(&str, &str)] = &[
 pub struct Options {
     /// `ADDR:PORT` (port 0: any free port, printed at start-up).
     pub listen: String,
-    /// `nixpkgs!CHANNEL`, `git!URL!REV` or `path!DIR`.
+    /// `nixpkgs!CHANNEL`, `git!URL[!REV]` or `path!DIR`.
     pub pkgs: String,
     pub storage: PathBuf,
     /// `docker://HOST/REPO`.
@@ -136,8 +136,10 @@ fn package_source(text: &str) -> Result<String> {
             Ok(format!("path!{}", abs.display()))
         }
         "nixpkgs" if !rest.is_empty() => Ok(text.to_string()),
-        "git" if rest.split('!').count() == 2 && !rest.starts_with('!') => Ok(text.to_string()),
-        _ => bail!("--pkgs {text:?}: expected nixpkgs!CHANNEL, git!URL!REV or path!DIR"),
+        "git" if !rest.is_empty() && rest.split('!').count() <= 2 && !rest.starts_with('!') => {
+            Ok(text.to_string())
+        }
+        _ => bail!("--pkgs {text:?}: expected nixpkgs!CHANNEL, git!URL[!REV] or path!DIR"),
     }
 }
 
@@ -549,7 +551,8 @@ mod tests {
         assert!(package_source("path!/no/such/dir").is_err());
         assert!(package_source("nixpkgs!nixos-24.05").is_ok());
         assert!(package_source("git!https://x/y!abc").is_ok());
-        for bad in ["", "nixpkgs!", "git!u", "svn!x", "path!"] {
+        assert!(package_source("git!https://x/y").is_ok());
+        for bad in ["", "nixpkgs!", "git!", "git!u!r!x", "svn!x", "path!"] {
             assert!(package_source(bad).is_err(), "{bad}");
         }
     }

@@ -25,7 +25,7 @@ const MAX_STDERR: usize = 1 << 20;
 pub struct Builder {
     /// `STORAGE/nix/nixery.nix`.
     pub nix_file: PathBuf,
-    /// The package source (`path!DIR`, `nixpkgs!CHANNEL`, `git!URL!REV`).
+    /// The package source (`path!DIR`, `nixpkgs!CHANNEL`, `git!URL[!REV]`).
     pub source: String,
     /// This program, given to the Nix code as `stevedoreBin`.
     pub stevedore_bin: PathBuf,
