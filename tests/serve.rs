@@ -286,24 +286,75 @@ fn a_build_past_its_timeout_is_stopped_with_a_500() {
     assert!(no_nix_build_for(r#"[ "cacert" "iana-etc" "slow" ]"#));
 }
 
+/// The pids of the nix-build processes that have `packages` (a Nix list) as an argument.
+fn nix_builds_for(packages: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.first().is_some_and(|a| a.ends_with(b"nix-build"))
+                && args.contains(&packages.as_bytes());
+            ours.then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_build_is_a_500_stores_nothing_and_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let addr = serve.addr().to_string();
+    let target = format!("/v2/lazy/coreutils/manifests/{}", fresh_tag());
+    let t = target.clone();
+    let client =
+        std::thread::spawn(move || common::registry::http(&addr, "GET", &t, &[], None).unwrap());
+    let list = r#"[ "cacert" "coreutils" "iana-etc" "lazy" ]"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pids = loop {
+        let pids = nix_builds_for(list);
+        if !pids.is_empty() {
+            break pids;
+        }
+        assert!(Instant::now() < deadline, "no nix-build: {}", serve.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for pid in pids {
+        // SAFETY: kill(2) of a nix-build this test's server started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let r = client.join().unwrap();
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        registry_error(&r).1.contains("nix-build failed"),
+        "{:?}",
+        registry_error(&r)
+    );
+    let records = std::fs::read_dir(storage.join("manifests"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_file())
+        .count();
+    assert_eq!(records, 0);
+    assert_eq!(serve.get(&target).status, 200);
+    assert_eq!(serve.count("serve: building lazy/coreutils"), 2);
+}
+
 /// Whether no nix-build process has `packages` (a Nix list) as an argument.
 fn no_nix_build_for(packages: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let running = std::fs::read_dir("/proc").unwrap().any(|e| {
-            let cmdline = std::fs::read(e.unwrap().path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.first().is_some_and(|a| a.ends_with(b"nix-build"))
-                && args.contains(&packages.as_bytes())
-        });
-        if !running {
-            return true;
-        }
+    while !nix_builds_for(packages).is_empty() {
         if Instant::now() > deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    true
 }
 
 #[test]
@@ -643,7 +694,8 @@ fn real_images_are_copied_by_skopeo_and_run_by_containerd() {
     let id = format!("serve-real-{}", std::process::id());
     let out = ok(
         run_bounded(
-            ctd.ctr().args(["run", "--rm", &reference, &id, "/bin/hello"]),
+            ctd.ctr()
+                .args(["run", "--rm", &reference, &id, "/bin/hello"]),
             Duration::from_secs(60),
         ),
         "ctr run",

@@ -53,6 +53,7 @@ body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1
 code, pre {{ background: #f4f4f4; }}
 pre {{ padding: 0.5em; overflow-x: auto; }}
 td, th {{ text-align: left; padding: 0.2em 0.6em; vertical-align: top; }}
+td code {{ word-break: break-all; }}
 </style>
 </head>
 <body>
