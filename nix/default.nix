@@ -24,12 +24,16 @@
 }:
 let
   inherit (builtins)
+    appendContext
     attrNames
     baseNameOf
     concatStringsSep
     filter
+    fromJSON
+    head
     isFunction
     isList
+    readFile
     removeAttrs
     replaceStrings
     substring
@@ -169,11 +173,18 @@ let
       # Compute every store layer's diff_id in the conf step (reading the closure once,
       # in parallel), so that streaming only copies bytes. false: the stream hashes.
       precomputeDigests ? true,
+      # Build every store layer by its own derivation (named by its first store path,
+      # not by the image), so Nix caches layers, substitutes them from binary caches,
+      # builds them on remote builders, and shares them between images with the same
+      # layer. The image bytes are the same. The plan is read back from the conf with
+      # import-from-derivation.
+      layerDerivations ? false,
     }:
     assert
       layeringPipeline == null && !(maxLayers > 1)
       -> throw "the maxLayers argument of dockerTools.buildLayeredImage function must be greather than 1 (current value: ${toString maxLayers})";
     assert enableFakechroot -> proot != null || throw "stevedore: enableFakechroot needs proot";
+    assert layerDerivations -> mtime != "now" || throw "stevedore: layerDerivations needs a fixed mtime (in docker image ${name})";
     assert fakeRootCommands != "" -> fakeroot != null || throw "stevedore: fakeRootCommands needs fakeroot";
     let
       baseName = baseNameOf name;
@@ -203,10 +214,11 @@ let
 
       closureRoots = if includeStorePaths then [ baseJson customisationLayer ] else [ ];
 
-      conf = derivation {
+      plannedConf = derivation {
         name = "${baseName}-conf.json";
         inherit system storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
-        inherit created mtime baseJson customisationLayer debug precomputeDigests;
+        inherit created mtime baseJson customisationLayer debug;
+        precomputeDigests = precomputeDigests && !layerDerivations;
         builder = "${bash}/bin/bash";
         args = [ "-ec" ("${helper} nix-conf" + holdLog) ];
         PATH = toolPath;
@@ -216,6 +228,40 @@ let
         imageName = toLower name;
         preferLocalBuild = true;
       };
+
+      # With layerDerivations: one derivation per planned store layer (src/derivation/
+      # layer.rs), each depending on its own paths only (their context is restored one
+      # by one), and the conf again with their outputs.
+      planned = fromJSON (unsafeDiscardStringContext (readFile plannedConf));
+      withContext = p: appendContext p { ${p}.path = true; };
+      storeLayer =
+        paths:
+        derivation {
+          name = "docker-layer-${substring 33 40 (baseNameOf (head paths))}";
+          inherit system uid gid uname gname;
+          inherit (planned) mtime;
+          builder = helper;
+          args = [ "nix-layer" ];
+          __structuredAttrs = true;
+          paths = map withContext paths;
+          compressor = "none";
+        };
+      conf =
+        if !layerDerivations then
+          plannedConf
+        else
+          derivation {
+            name = "${baseName}-conf.json";
+            inherit system;
+            builder = "${bash}/bin/bash";
+            args = [ "-ec" ("${helper} nix-conf-layers" + holdLog) ];
+            PATH = toolPath;
+            __structuredAttrs = true;
+            baseConf = plannedConf;
+            layers = storeLayers;
+            preferLocalBuild = true;
+          };
+      storeLayers = map storeLayer planned.store_layers;
 
       imageTag =
         if tag != null then tag else substring 0 32 (baseNameOf (unsafeDiscardStringContext conf.outPath));
@@ -231,6 +277,7 @@ let
         inherit imageTag conf streamScript;
         isExe = true;
       }
+      // (if layerDerivations then { inherit storeLayers; } else { })
       // copyScripts baseName conf (toLower name) imageTag
     ) meta
   );
@@ -249,10 +296,13 @@ let
         stevedore build-layered ${stream.conf} --compressor ${compressor} -o "$out"
       '' { };
     in
-    finish (image // { inherit (stream) imageName; }) {
-      inherit (stream) imageTag copyTo copyToRegistry;
-      inherit stream;
-    } meta
+    finish (image // { inherit (stream) imageName; }) (
+      {
+        inherit (stream) imageTag copyTo copyToRegistry;
+        inherit stream;
+      }
+      // (if stream ? storeLayers then { inherit (stream) storeLayers; } else { })
+    ) meta
   );
   # A store file holding `text` (which may refer to store paths, unlike builtins.toFile).
   writeText =
