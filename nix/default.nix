@@ -145,6 +145,21 @@ let
       // extra
     );
 
+  # A derivation run by a helper step (`stevedore COMMAND`, reading the structured
+  # attributes) under bash, so the log is held open (holdLog).
+  helperStep =
+    name: command: attrs:
+    derivation (
+      {
+        inherit name system;
+        builder = "${bash}/bin/bash";
+        args = [ "-ec" ("${helper} ${command}" + holdLog) ];
+        PATH = toolPath;
+        __structuredAttrs = true;
+      }
+      // attrs
+    );
+
   streamLayeredImage = makeOverridable (
     {
       name,
@@ -214,15 +229,10 @@ let
 
       closureRoots = if includeStorePaths then [ baseJson customisationLayer ] else [ ];
 
-      plannedConf = derivation {
-        name = "${baseName}-conf.json";
-        inherit system storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
+      plannedConf = helperStep "${baseName}-conf.json" "nix-conf" {
+        inherit storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
         inherit created mtime baseJson customisationLayer debug;
         precomputeDigests = precomputeDigests && !layerDerivations;
-        builder = "${bash}/bin/bash";
-        args = [ "-ec" ("${helper} nix-conf" + holdLog) ];
-        PATH = toolPath;
-        __structuredAttrs = true;
         exportReferencesGraph.graph = closureRoots;
         excludePaths = [ baseJson customisationLayer ];
         imageName = toLower name;
@@ -250,13 +260,7 @@ let
         if !layerDerivations then
           plannedConf
         else
-          derivation {
-            name = "${baseName}-conf.json";
-            inherit system;
-            builder = "${bash}/bin/bash";
-            args = [ "-ec" ("${helper} nix-conf-layers" + holdLog) ];
-            PATH = toolPath;
-            __structuredAttrs = true;
+          helperStep "${baseName}-conf.json" "nix-conf-layers" {
             baseConf = plannedConf;
             layers = storeLayers;
             preferLocalBuild = true;
@@ -406,13 +410,7 @@ let
 
       # The image's JSON as Nix writes it; a top-level created = "now" becomes the build
       # time (UTC, whole seconds), as nixpkgs' `jq .created = …` does.
-      baseJson = derivation {
-        name = "${baseName}-config.json";
-        inherit system;
-        builder = "${bash}/bin/bash";
-        args = [ "-ec" ("${helper} nix-base-json" + holdLog) ];
-        PATH = toolPath;
-        __structuredAttrs = true;
+      baseJson = helperStep "${baseName}-config.json" "nix-base-json" {
         json = toJSON {
           inherit created config architecture variant;
           preferLocalBuild = true;
@@ -443,13 +441,8 @@ let
         )
       );
 
-      result = derivation {
-        name = "docker-image-${baseName}.tar${ext}";
-        inherit system storeDir fromImage tag compressor layer baseJson;
-        builder = "${bash}/bin/bash";
-        args = [ "-ec" ("${helper} nix-build-image" + holdLog) ];
-        __structuredAttrs = true;
-        PATH = toolPath;
+      result = helperStep "docker-image-${baseName}.tar${ext}" "nix-build-image" {
+        inherit storeDir fromImage tag compressor layer baseJson;
         imageName = toLower name;
         exportReferencesGraph.closure = [ layer ];
       };

@@ -233,6 +233,18 @@ fn package_paths(attrs: &[&str]) -> Vec<String> {
     stdout(&mut cmd).lines().map(str::to_string).collect()
 }
 
+/// The closure of packages of the test set, as `nix-store -qR` lists it.
+fn closure(attrs: &[&str]) -> BTreeSet<String> {
+    stdout(
+        Command::new("nix-store")
+            .arg("-qR")
+            .args(package_paths(attrs)),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
 /// Writes a manifest output as skopeo's `dir:` transport lays an image out.
 fn dir_transport(output: &Value, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -466,14 +478,7 @@ fn store_layers_hold_whole_store_paths_owned_by_root() {
         assert_eq!(sorted, expected[2..], "{}", layer.display());
     }
     // Together the store layers hold the packages' closure, as nix-store sees it.
-    let closure: BTreeSet<String> = stdout(
-        Command::new("nix-store")
-            .arg("-qR")
-            .args(package_paths(&IMAGE)),
-    )
-    .lines()
-    .map(str::to_string)
-    .collect();
+    let closure: BTreeSet<String> = closure(&IMAGE);
     assert_eq!(seen, closure);
 }
 
@@ -757,14 +762,7 @@ fn two_layers_are_one_store_layer_and_the_customisation_layer() {
             (parts.len() >= 4 && !parts[3].is_empty()).then(|| parts[..4].join("/"))
         })
         .collect();
-    let closure: BTreeSet<String> = stdout(
-        Command::new("nix-store")
-            .arg("-qR")
-            .args(package_paths(&IMAGE)),
-    )
-    .lines()
-    .map(str::to_string)
-    .collect();
+    let closure: BTreeSet<String> = closure(&IMAGE);
     assert_eq!(store, closure);
     assert!(gnu_listing(&files[1])
         .iter()
