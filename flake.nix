@@ -29,6 +29,19 @@
           shellTools = pkgs.stdenv.initialPath or [ ];
         };
 
+      # Nixery-style images by package name, one derivation per layer (nix/nixery.nix):
+      # stevedore.lib.nixery pkgs { packages = [ "hello" "xorg.xev" ]; }
+      lib.nixery =
+        pkgs: args:
+        import ./nix/nixery.nix (
+          {
+            inherit pkgs;
+            stevedore = pkgs.callPackage ./nix/package.nix { };
+            system = pkgs.stdenv.hostPlatform.system;
+          }
+          // args
+        );
+
       checks = forAll (
         system:
         let

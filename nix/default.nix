@@ -24,12 +24,16 @@
 }:
 let
   inherit (builtins)
+    appendContext
     attrNames
     baseNameOf
     concatStringsSep
     filter
+    fromJSON
+    head
     isFunction
     isList
+    readFile
     removeAttrs
     replaceStrings
     substring
@@ -141,6 +145,21 @@ let
       // extra
     );
 
+  # A derivation run by a helper step (`stevedore COMMAND`, reading the structured
+  # attributes) under bash, so the log is held open (holdLog).
+  helperStep =
+    name: command: attrs:
+    derivation (
+      {
+        inherit name system;
+        builder = "${bash}/bin/bash";
+        args = [ "-ec" ("${helper} ${command}" + holdLog) ];
+        PATH = toolPath;
+        __structuredAttrs = true;
+      }
+      // attrs
+    );
+
   streamLayeredImage = makeOverridable (
     {
       name,
@@ -169,11 +188,18 @@ let
       # Compute every store layer's diff_id in the conf step (reading the closure once,
       # in parallel), so that streaming only copies bytes. false: the stream hashes.
       precomputeDigests ? true,
+      # Build every store layer by its own derivation (named by its first store path,
+      # not by the image), so Nix caches layers, substitutes them from binary caches,
+      # builds them on remote builders, and shares them between images with the same
+      # layer. The image bytes are the same. The plan is read back from the conf with
+      # import-from-derivation.
+      layerDerivations ? false,
     }:
     assert
       layeringPipeline == null && !(maxLayers > 1)
       -> throw "the maxLayers argument of dockerTools.buildLayeredImage function must be greather than 1 (current value: ${toString maxLayers})";
     assert enableFakechroot -> proot != null || throw "stevedore: enableFakechroot needs proot";
+    assert layerDerivations -> mtime != "now" || throw "stevedore: layerDerivations needs a fixed mtime (in docker image ${name})";
     assert fakeRootCommands != "" -> fakeroot != null || throw "stevedore: fakeRootCommands needs fakeroot";
     let
       baseName = baseNameOf name;
@@ -203,19 +229,43 @@ let
 
       closureRoots = if includeStorePaths then [ baseJson customisationLayer ] else [ ];
 
-      conf = derivation {
-        name = "${baseName}-conf.json";
-        inherit system storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
-        inherit created mtime baseJson customisationLayer debug precomputeDigests;
-        builder = "${bash}/bin/bash";
-        args = [ "-ec" ("${helper} nix-conf" + holdLog) ];
-        PATH = toolPath;
-        __structuredAttrs = true;
+      plannedConf = helperStep "${baseName}-conf.json" "nix-conf" {
+        inherit storeDir fromImage maxLayers layeringPipeline tag uid gid uname gname;
+        inherit created mtime baseJson customisationLayer debug;
+        precomputeDigests = precomputeDigests && !layerDerivations;
         exportReferencesGraph.graph = closureRoots;
         excludePaths = [ baseJson customisationLayer ];
         imageName = toLower name;
         preferLocalBuild = true;
       };
+
+      # With layerDerivations: one derivation per planned store layer (src/derivation/
+      # layer.rs), each depending on its own paths only (their context is restored one
+      # by one), and the conf again with their outputs.
+      planned = fromJSON (unsafeDiscardStringContext (readFile plannedConf));
+      withContext = p: appendContext p { ${p}.path = true; };
+      storeLayer =
+        paths:
+        derivation {
+          name = "docker-layer-${substring 33 40 (baseNameOf (head paths))}";
+          inherit system uid gid uname gname;
+          inherit (planned) mtime;
+          builder = helper;
+          args = [ "nix-layer" ];
+          __structuredAttrs = true;
+          paths = map withContext paths;
+          compressor = "none";
+        };
+      conf =
+        if !layerDerivations then
+          plannedConf
+        else
+          helperStep "${baseName}-conf.json" "nix-conf-layers" {
+            baseConf = plannedConf;
+            layers = storeLayers;
+            preferLocalBuild = true;
+          };
+      storeLayers = map storeLayer planned.store_layers;
 
       imageTag =
         if tag != null then tag else substring 0 32 (baseNameOf (unsafeDiscardStringContext conf.outPath));
@@ -231,6 +281,7 @@ let
         inherit imageTag conf streamScript;
         isExe = true;
       }
+      // (if layerDerivations then { inherit storeLayers; } else { })
       // copyScripts baseName conf (toLower name) imageTag
     ) meta
   );
@@ -249,10 +300,13 @@ let
         stevedore build-layered ${stream.conf} --compressor ${compressor} -o "$out"
       '' { };
     in
-    finish (image // { inherit (stream) imageName; }) {
-      inherit (stream) imageTag copyTo copyToRegistry;
-      inherit stream;
-    } meta
+    finish (image // { inherit (stream) imageName; }) (
+      {
+        inherit (stream) imageTag copyTo copyToRegistry;
+        inherit stream;
+      }
+      // (if stream ? storeLayers then { inherit (stream) storeLayers; } else { })
+    ) meta
   );
   # A store file holding `text` (which may refer to store paths, unlike builtins.toFile).
   writeText =
@@ -356,13 +410,7 @@ let
 
       # The image's JSON as Nix writes it; a top-level created = "now" becomes the build
       # time (UTC, whole seconds), as nixpkgs' `jq .created = …` does.
-      baseJson = derivation {
-        name = "${baseName}-config.json";
-        inherit system;
-        builder = "${bash}/bin/bash";
-        args = [ "-ec" ("${helper} nix-base-json" + holdLog) ];
-        PATH = toolPath;
-        __structuredAttrs = true;
+      baseJson = helperStep "${baseName}-config.json" "nix-base-json" {
         json = toJSON {
           inherit created config architecture variant;
           preferLocalBuild = true;
@@ -393,13 +441,8 @@ let
         )
       );
 
-      result = derivation {
-        name = "docker-image-${baseName}.tar${ext}";
-        inherit system storeDir fromImage tag compressor layer baseJson;
-        builder = "${bash}/bin/bash";
-        args = [ "-ec" ("${helper} nix-build-image" + holdLog) ];
-        __structuredAttrs = true;
-        PATH = toolPath;
+      result = helperStep "docker-image-${baseName}.tar${ext}" "nix-build-image" {
+        inherit storeDir fromImage tag compressor layer baseJson;
         imageName = toLower name;
         exportReferencesGraph.closure = [ layer ];
       };

@@ -38,7 +38,12 @@ let
       if rev != null && match "[0-9a-f]{40}" rev != null then
         { inherit url rev; }
       else if rev == null || rev == "latest" then
-        { inherit url; }
+        # The repository's HEAD, committed (without a ref, Nix 2.8 takes a local
+        # repository's working tree, and a remote's `master`).
+        {
+          inherit url;
+          ref = "HEAD";
+        }
       else
         {
           inherit url;

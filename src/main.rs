@@ -224,6 +224,9 @@ enum Command {
     /// Builder of nix/default.nix's conf derivation (reads .attrs.json).
     #[command(hide = true)]
     NixConf,
+    /// Builder of nix/default.nix's conf with layer derivations (reads .attrs.json).
+    #[command(hide = true)]
+    NixConfLayers,
     /// Builder of nix/default.nix's buildImage result (reads .attrs.json).
     #[command(hide = true)]
     NixBuildImage,
@@ -388,6 +391,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::NixConf => stevedore::derivation::conf::run(),
+        Command::NixConfLayers => stevedore::derivation::conf::run_with_layers(),
         Command::NixBuildImage => stevedore::derivation::build_image::run(),
         Command::NixPullImage => stevedore::derivation::pull_image::run(),
         Command::NixNixery => stevedore::derivation::nixery::run(),

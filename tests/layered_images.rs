@@ -166,6 +166,65 @@ fn overlapping_closures_share_layers() {
     assert!(shared >= 2, "{a} {b}");
 }
 
+/// The store paths `attr` (a list of derivations) of tests/nix/images.nix evaluates to.
+fn out_paths(attr: &str) -> Vec<String> {
+    let _nix = NIX.lock().unwrap_or_else(|e| e.into_inner());
+    // A derivation in JSON is its outPath; the plan is read back, so the store is written.
+    let out = stdout(nix_args(&mut Command::new("nix-instantiate")).args([
+        "--eval",
+        "--strict",
+        "--json",
+        "--read-write-mode",
+        "-A",
+        attr,
+    ]));
+    serde_json::from_str(out.trim()).expect("a JSON list")
+}
+
+#[test]
+fn layer_derivations_give_the_same_image_bytes() {
+    for (plain, by_layer) in [
+        ("layered-image", "layered-image-derivations"),
+        ("another-layered-image", "another-layered-image-derivations"),
+        ("non-root", "non-root-derivations"),
+    ] {
+        assert_eq!(
+            sha256sum(&build(plain)),
+            sha256sum(&build(by_layer)),
+            "{plain} with layerDerivations"
+        );
+    }
+}
+
+#[test]
+fn layer_derivations_are_shared_by_images_with_the_same_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = out_paths("layers-of-layered-image");
+    let b = out_paths("layers-of-another-layered-image");
+    let shared: Vec<&String> = a.iter().filter(|p| b.contains(p)).collect();
+    // As many shared derivations as shared diff_ids (the layers are the same tars).
+    let diff_ids = |attr: &str| config(&archive(attr, dir.path()))["rootfs"]["diff_ids"].clone();
+    let (da, db) = (diff_ids("layered-image"), diff_ids("another-layered-image"));
+    let same = da
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| db.as_array().unwrap().contains(d))
+        .count();
+    assert!(shared.len() >= 2, "{a:?} {b:?}");
+    assert_eq!(shared.len(), same, "{a:?} {b:?} {da} {db}");
+    for p in &a {
+        let name = p.rsplit('/').next().unwrap();
+        assert!(name[33..].starts_with("docker-layer-"), "{p}");
+        let tar = Path::new(p).join("layer.tar");
+        let listing = stdout(Command::new("tar").arg("-tvf").arg(&tar));
+        assert!(
+            listing.lines().next().unwrap().contains(" /nix/"),
+            "{listing}"
+        );
+    }
+}
+
 #[test]
 fn env_from_base_keeps_one_last_layer() {
     let dir = tempfile::tempdir().unwrap();

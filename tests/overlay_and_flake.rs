@@ -321,3 +321,31 @@ fn shell_tools_change_no_builder_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sed: command not found"), "{err}");
 }
+
+#[test]
+fn flake_lib_nixery_builds_images_by_package_name_from_a_pkgs() {
+    let out = build(&format!(
+        "let p = import ./tests/nix/mock-nixpkgs {{ }}; in \
+         {FLAKE}.lib.nixery p {{ packages = [ \"hello\" ]; }}"
+    ));
+    let output: serde_json::Value = read_json(&out);
+    let layers = output["manifest"]["layers"].as_array().unwrap();
+    // hello's closure in one or more store layers, then the customisation layer.
+    assert!(layers.len() >= 2, "{output}");
+    for layer in layers {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let path = output["layerLocations"][hex]["path"].as_str().unwrap();
+        assert_eq!(sha256sum(std::path::Path::new(path)), hex);
+    }
+    let missing = build(&format!(
+        "let p = import ./tests/nix/mock-nixpkgs {{ }}; in \
+         {FLAKE}.lib.nixery p {{ packages = [ \"hello\" \"no-such-package\" ]; }}"
+    ));
+    assert_eq!(
+        read_json(&missing),
+        serde_json::json!({"error": "not_found", "pkgs": ["no-such-package"]})
+    );
+}

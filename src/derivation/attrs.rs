@@ -37,3 +37,22 @@ pub fn output(attrs: &Value, name: &str) -> Result<PathBuf> {
 pub fn string(attrs: &Value, key: &str) -> Option<String> {
     attrs.get(key).and_then(Value::as_str).map(str::to_string)
 }
+
+/// For a builder that is the helper itself (no shell to hold the log): leaves a child
+/// holding the build log open for 50 ms, so the builder exits before the log closes.
+/// Unsandboxed, Nix 2.8 kills the builder's process group when its log closes, which
+/// can catch a very short builder before it exits (NixOS/nix#2176; holdLog in
+/// nix/default.nix does this for shell builders).
+pub fn hold_log() {
+    // SAFETY: the child only sleeps and exits, both async-signal-safe.
+    unsafe {
+        if libc::fork() == 0 {
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+            libc::_exit(0);
+        }
+    }
+}

@@ -31,6 +31,48 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// The conf of `layerDerivations = true`: the planned conf (`baseConf`) with the layer
+/// derivations' outputs (`layers`, one per store layer) as `store_layer_files`, and
+/// their diff_ids as `store_layer_digests`.
+pub fn run_with_layers() -> Result<()> {
+    let started = std::time::Instant::now();
+    let attrs = attrs::load()?;
+    let file = || attrs::attrs_file().display().to_string();
+    let out = attrs::output(&attrs, "out").with_context(file)?;
+    let base = attrs::string(&attrs, "baseConf")
+        .context("no baseConf")
+        .with_context(file)?;
+    let base = std::path::Path::new(&base);
+    let conf = crate::image::conf::Conf::load(base)?;
+    let dirs = super::layer::strings(&attrs["layers"]).with_context(file)?;
+    let infos = dirs
+        .iter()
+        .map(|d| super::layer::LayerInfo::load(std::path::Path::new(d)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut value: Value = serde_json::from_slice(&std::fs::read(base)?)?;
+    let digests = crate::image::conf::LayerDigests {
+        key: conf.digest_key(),
+        layers: infos
+            .iter()
+            .map(|i| crate::image::conf::LayerDigest {
+                diff_id: i.diff_id.clone(),
+                size: i.tar_size,
+            })
+            .collect(),
+    };
+    value["store_layer_digests"] = serde_json::to_value(digests)?;
+    value["store_layer_files"] = json!(dirs);
+    crate::image::conf::Conf::from_value(value.clone(), &out)?;
+    std::fs::write(&out, serde_json::to_string_pretty(&value)? + "\n")
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    let detail = format!(
+        "{} from layer derivations",
+        log::count(dirs.len(), "store layer")
+    );
+    log::built(&out, &detail, started);
+    Ok(())
+}
+
 /// What the conf holds, for the build log.
 fn summary(conf: &Value, hashed: Option<u64>) -> String {
     let layers = conf["store_layers"].as_array().map_or(0, Vec::len);

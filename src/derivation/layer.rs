@@ -64,6 +64,7 @@ pub fn run() -> Result<()> {
     let out = attrs::output(&attrs, "out")?;
     let detail = build(&attrs, &out).with_context(|| attrs::attrs_file().display().to_string())?;
     log::built(&out, &detail, started);
+    attrs::hold_log();
     Ok(())
 }
 

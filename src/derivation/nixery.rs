@@ -4,13 +4,15 @@
 //!   Nix code as a path becomes a store path this way, with no shell);
 //! - `plan`: Nixery's layer groups for the closure graph, read back by the Nix code;
 //! - `config`: the image config (architecture, os, rootfs, config) from the layers;
-//! - `manifest`: Nixery's manifest output `{manifest, layerLocations}`;
+//! - `manifest`: Nixery's manifest output `{manifest, layerLocations}` (Docker schema 2;
+//!   OCI when the layers are zstd);
 //! - `write`: `text` to `$out` (the `{error = "not_found"; …}` output).
 //!
 //! Each layer is built by its own derivation, `stevedore nix-layer` (layer.rs).
 
 use super::attrs;
 use super::layer::{md5_base64, strings, LayerInfo};
+use crate::image::compress::Codec;
 use crate::image::descriptor::Descriptor;
 use crate::image::digest::Digest;
 use crate::image::media::{Format, MediaType};
@@ -39,6 +41,7 @@ pub fn run() -> Result<()> {
         ),
     };
     log::built(&out, &detail, started);
+    attrs::hold_log();
     Ok(())
 }
 
@@ -117,24 +120,34 @@ fn manifest(attrs: &Value, out: &Path) -> Result<String> {
     let config_bytes =
         std::fs::read(&config_path).with_context(|| format!("{config_path}: cannot read"))?;
     let config_digest = Digest::of(&config_bytes);
-    let descriptor = |media: &str, sha256: &str, size: u64| -> Result<Descriptor> {
-        Ok(Descriptor::new(
-            MediaType::parse(media),
-            Digest::sha256(sha256)?,
-            size,
-        ))
+    let codecs = layers
+        .iter()
+        .map(|l| match MediaType::parse(&l.media_type) {
+            MediaType::Layer(_, codec) => Ok(codec),
+            _ => bail!("{}: not a layer media type: {}", l.path, l.media_type),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Docker schema 2, as Nixery; OCI when a layer is zstd, which Docker's media types
+    // do not name in a way skopeo or containerd read.
+    let format = match codecs.contains(&Codec::Zstd) {
+        true => Format::Oci,
+        false => Format::Docker,
+    };
+    let descriptor = |media: MediaType, sha256: &str, size: u64| -> Result<Descriptor> {
+        Ok(Descriptor::new(media, Digest::sha256(sha256)?, size))
     };
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": MediaType::Manifest(Format::Docker).as_str(),
+        "mediaType": MediaType::Manifest(format).as_str(),
         "config": descriptor(
-            MediaType::Config(Format::Docker).as_str(),
+            MediaType::Config(format),
             config_digest.hex(),
             config_bytes.len() as u64,
         )?,
         "layers": layers
             .iter()
-            .map(|l| descriptor(&l.media_type, &l.sha256, l.size))
+            .zip(codecs)
+            .map(|(l, codec)| descriptor(MediaType::Layer(format, codec), &l.sha256, l.size))
             .collect::<Result<Vec<_>>>()?,
     });
     let mut locations = serde_json::Map::new();

@@ -2,7 +2,8 @@
 //! (store_dir, from_image, store_layers, customisation_layer, repo_tag, created, mtime,
 //! uid, gid, uname, gname, config, architecture, os, variant), plus stevedore's optional
 //! `store_layer_digests`: every store layer's diff_id and size, computed at build time
-//! so that streaming only copies bytes. nixpkgs' streamer ignores the extra key.
+//! so that streaming only copies bytes; and `store_layer_files`, the layers prebuilt by
+//! one derivation each. nixpkgs' streamer ignores the extra keys.
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -34,6 +35,11 @@ pub struct Conf {
     pub variant: Option<String>,
     #[serde(default)]
     pub store_layer_digests: Option<LayerDigests>,
+    /// stevedore's `store_layer_files`: for each store layer, the output of the layer
+    /// derivation that built it (`layer.tar` and `layer.json`), when
+    /// `buildLayeredImage { layerDerivations = true; }` built them one by one.
+    #[serde(default)]
+    pub store_layer_files: Option<Vec<PathBuf>>,
     /// Where the conf was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -127,6 +133,15 @@ impl Conf {
         for path in self.store_layers.iter().flatten() {
             if !path.starts_with(&self.store_dir) {
                 bail!("store path {path} is outside store_dir {}", self.store_dir);
+            }
+        }
+        if let Some(files) = &self.store_layer_files {
+            if files.len() != self.store_layers.len() {
+                bail!(
+                    "store_layer_files names {} layers, store_layers {}",
+                    files.len(),
+                    self.store_layers.len()
+                );
             }
         }
         if !self.config.is_object() && !self.config.is_null() {

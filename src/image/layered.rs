@@ -42,21 +42,13 @@ pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<b
             layers.push(layer);
         }
     }
-    let store = list_store_layers(conf, &owner)?;
-    let digests = conf.valid_digests();
-    for (i, layer) in store.into_iter().enumerate() {
-        let diff_id = digests
-            .map(|d| &d[i])
-            .map(|d| known_digest(d, &layer))
-            .transpose()?;
-        history.push(layer.paths.clone());
+    for (layer, paths) in store_layers(conf, &owner)?
+        .into_iter()
+        .zip(&conf.store_layers)
+    {
+        history.push(paths.clone());
         headers.push(None);
-        layers.push(Layer {
-            diff_id,
-            blob: None,
-            what: format!("store layer {}", layer.paths.join(" ")),
-            source: Source::StorePaths(layer),
-        });
+        layers.push(layer);
     }
     let (custom, header) = customisation_layer(conf, mtime)?;
     history.push(vec![conf.customisation_layer.display().to_string()]);
@@ -83,6 +75,59 @@ pub fn from_conf(conf: &Conf, repo_tag: Option<&str>) -> Result<(Image, Option<b
         archive: ArchiveLayout { mtime, headers },
     };
     Ok((image, base))
+}
+
+/// The store layers: archived from their paths while the image is written, or, with
+/// `store_layer_files`, the tars their layer derivations built.
+fn store_layers(conf: &Conf, owner: &Owner) -> Result<Vec<Layer>> {
+    if let Some(dirs) = &conf.store_layer_files {
+        return dirs.iter().map(|d| prebuilt_layer(d)).collect();
+    }
+    let digests = conf.valid_digests();
+    list_store_layers(conf, owner)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let diff_id = digests
+                .map(|d| &d[i])
+                .map(|d| known_digest(d, &layer))
+                .transpose()?;
+            Ok(Layer {
+                diff_id,
+                blob: None,
+                what: format!("store layer {}", layer.paths.join(" ")),
+                source: Source::StorePaths(layer),
+            })
+        })
+        .collect()
+}
+
+/// A store layer a layer derivation built: `DIR/layer.tar`, its diff_id from
+/// `DIR/layer.json` once the tar's size agrees.
+fn prebuilt_layer(dir: &std::path::Path) -> Result<Layer> {
+    let info = crate::derivation::layer::LayerInfo::load(dir)?;
+    let tar = std::path::PathBuf::from(&info.path);
+    let len = std::fs::metadata(&tar)
+        .with_context(|| format!("{}: cannot stat", tar.display()))?
+        .len();
+    if len != info.tar_size || info.size != info.tar_size {
+        bail!(
+            "{}: layer.json records an uncompressed tar of {} bytes, the file has {len}",
+            tar.display(),
+            info.tar_size
+        );
+    }
+    Ok(Layer {
+        diff_id: Some(Digest::parse(&info.diff_id)?),
+        blob: None,
+        what: format!("store layer {}", dir.display()),
+        source: Source::File {
+            path: tar,
+            offset: 0,
+            len,
+            codec: Codec::None,
+        },
+    })
 }
 
 /// The owner and mtime of every store-layer entry.

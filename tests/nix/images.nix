@@ -455,4 +455,10 @@ rec {
     config.Cmd = [ "/bin/hello" ];
   };
   stream-hashing = stream-layered.override { precomputeDigests = false; };
+  # The same images with one derivation per store layer (layerDerivations).
+  layered-image-derivations = layered-image.override { layerDerivations = true; };
+  another-layered-image-derivations = another-layered-image.override { layerDerivations = true; };
+  non-root-derivations = non-root.override { layerDerivations = true; };
+  layers-of-layered-image = layered-image-derivations.storeLayers;
+  layers-of-another-layered-image = another-layered-image-derivations.storeLayers;
 }

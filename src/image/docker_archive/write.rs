@@ -11,7 +11,7 @@
 //! lets threads write their layers straight into place, hashing those it must.
 
 use crate::image::ahead::{Gathered, Hashes};
-use crate::image::compress::Codec;
+use crate::image::compress::{Codec, Compression};
 use crate::image::config;
 use crate::image::digest::Digest;
 use crate::image::layer_io::{digest, emit};
@@ -127,26 +127,16 @@ fn encode_into(
     compressor: Compressor,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    let out = BufWriter::new(file);
-    let mut out = match compressor {
-        Compressor::None => {
-            let mut out = out;
-            write(&mut out)?;
-            return out.flush().context("cannot write output");
-        }
-        Compressor::Gz => {
-            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-            write(&mut enc)?;
-            enc.finish()?
-        }
-        Compressor::Zstd => {
-            let mut enc = zstd::Encoder::new(out, 3)?;
-            enc.multithread(rayon::current_num_threads() as u32)?;
-            write(&mut enc)?;
-            enc.finish()?
-        }
+    // The layers' encoders: their bytes depend only on the input (fixed-size feed, one
+    // zstd thread), not on how the input arrives or on the thread count.
+    let compression = match compressor {
+        Compressor::None => Compression::NONE,
+        Compressor::Gz => Compression::GZIP,
+        Compressor::Zstd => Compression::ZSTD,
     };
-    out.flush().context("cannot write output")
+    let mut enc = compression.encoder(BufWriter::new(file))?;
+    write(&mut enc)?;
+    enc.finish()?.flush().context("cannot write output")
 }
 
 /// Writes `image` as a docker archive into `file` (which should be empty), producing
