@@ -5,6 +5,7 @@
 
 mod common;
 use common::containerd::Containerd;
+use common::read_json;
 use common::registry::{run_bounded, skopeo, Registry};
 use common::serve::{registry_error, Packages, Serve};
 use serde_json::Value;
@@ -545,6 +546,57 @@ fn what_was_built_is_served_by_digest_and_after_a_restart_without_nix() {
 }
 
 #[test]
+fn an_image_whose_layers_were_collected_is_built_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let target = format!("/v2/hello/manifests/{}", fresh_tag());
+    let first = serve.get(&target);
+    assert_eq!(first.status, 200);
+    // The image's gc root goes, and the garbage collector takes its outputs.
+    let root = std::fs::read_dir(storage.join("roots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let output = std::fs::read_link(&root).unwrap();
+    let layers = read_json(&output)["layerLocations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_string();
+    std::fs::remove_file(&root).unwrap();
+    ok(
+        std::process::Command::new("nix-store")
+            .arg("--delete")
+            .arg(&output)
+            .arg(&layers)
+            .output()
+            .unwrap(),
+        "nix-store --delete",
+    );
+    assert!(!std::path::Path::new(&layers).exists());
+    let again = serve.get(&target);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    assert!(serve.log().contains("is gone"), "{}", serve.log());
+    assert_eq!(serve.count("serve: building hello:"), 2);
+    let layer = json(&again.body)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(serve.get(&format!("/v2/hello/blobs/{layer}")).status, 200);
+}
+
+#[test]
 fn containerd_pulls_and_runs_an_image_built_on_demand() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), Packages::Fake, &[]);
@@ -709,6 +761,31 @@ fn real_images_are_copied_by_skopeo_and_run_by_containerd() {
         200
     );
     assert_eq!(inspect(&serve, "arm64/hello")["Architecture"], "arm64");
+}
+
+#[test]
+fn real_zstd_layers_come_in_an_oci_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), Packages::Real, &["--compress", "zstd"]);
+    let r = serve.get("/v2/hello/manifests/latest");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.oci.image.manifest.v1+json")
+    );
+    let manifest = json(&r.body);
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    ok(
+        skopeo_run(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/hello", serve.addr()),
+            &format!("oci:{}:hello", dir.path().join("oci").display()),
+        ]),
+        "skopeo copy",
+    );
 }
 
 #[test]

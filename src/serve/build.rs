@@ -102,8 +102,18 @@ impl Builds {
         let id = key.id();
         let mut rx = {
             let mut state = self.lock();
-            if let Some(stored) = state.images.get(&id) {
-                return Ok(stored.clone());
+            if let Some(stored) = state.images.get(&id).cloned() {
+                match self.missing_blob(&state, &stored) {
+                    None => return Ok(stored),
+                    // Its layers were collected (its gc root removed): build it again.
+                    Some(why) => {
+                        log::note(&format!(
+                            "serve: {}: {why}: building it again",
+                            image.display()
+                        ));
+                        state.images.remove(&id);
+                    }
+                }
             }
             match state.building.get(&id) {
                 Some(rx) => {
@@ -209,6 +219,35 @@ impl Builds {
         let mut state = self.lock();
         state.blobs.extend(blobs);
         Ok(stored)
+    }
+
+    /// Why a stored image cannot be served as it is: a blob of its manifest that is
+    /// neither upstream nor in its file any more.
+    fn missing_blob(&self, state: &State, stored: &Stored) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            digest: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Shape {
+            config: Named,
+            layers: Vec<Named>,
+        }
+        let shape: Shape = serde_json::from_slice(&stored.bytes).ok()?;
+        let upstream = self.upstream.as_ref().map(|u| u.name.as_str());
+        for named in std::iter::once(&shape.config).chain(&shape.layers) {
+            let Ok(digest) = Digest::parse(&named.digest) else {
+                return Some(format!("its manifest names {:?}", named.digest));
+            };
+            let Some(blob) = state.blobs.get(&digest) else {
+                return Some(format!("blob {digest} is not recorded"));
+            };
+            let pushed = upstream.is_some_and(|u| blob.pushed.iter().any(|p| p == u));
+            if !pushed && !blob.path.is_file() {
+                return Some(format!("blob {digest} is gone ({})", blob.path.display()));
+            }
+        }
+        None
     }
 
     /// A manifest by its digest.
