@@ -145,6 +145,7 @@ fn the_base_endpoint_answers_and_heads_carry_lengths() {
     // Writes are refused.
     let put = serve.request("PUT", "/v2/hello/manifests/latest", &[]);
     assert_eq!(put.status, 405);
+    assert_eq!(put.header("allow"), Some("GET, HEAD"));
     assert_eq!(registry_error(&put).0, "UNSUPPORTED");
 }
 
@@ -210,6 +211,7 @@ fn malformed_names_tags_digests_and_traversal_get_400s_and_touch_nothing() {
         ("/v2/hello/blobs/sha256:%2e%2e%2f", 400, "DIGEST_INVALID"),
         ("/v2/hello/manifests/sha256:abc", 400, "DIGEST_INVALID"),
         ("/v2/hello/blobs/md5:abc", 400, "DIGEST_INVALID"),
+        ("/v2/hello/manifests/sha512:abc", 400, "DIGEST_INVALID"),
     ];
     for (target, status, code) in cases {
         let r = serve.get(target);

@@ -260,6 +260,9 @@ async fn registry(
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),
     );
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        set(&mut response, "Allow", "GET, HEAD");
+    }
     response
 }
 
@@ -277,14 +280,14 @@ async fn answer(
             head,
         )),
         Route::Manifest { name, reference } => {
-            let stored = match reference.strip_prefix("sha256:") {
-                Some(_) => {
+            let stored = match reference.contains(':') {
+                true => {
                     let digest = parse_digest(reference)?;
                     app.builds
                         .manifest(&digest)
                         .ok_or_else(|| ApiError::manifest_unknown(reference))?
                 }
-                None => {
+                false => {
                     let image = names::parse(name, reference)?;
                     app.builds.image(&image).await?
                 }
