@@ -287,6 +287,11 @@ fn a_build_past_its_timeout_is_stopped_with_a_500() {
     // The server still builds, and nothing of the stopped build is served.
     assert_eq!(serve.get("/v2/hello/manifests/latest").status, 200);
     assert!(no_nix_build_for(r#"[ "cacert" "iana-etc" "slow" ]"#));
+    // Nor its builder (Nix stops builders when asked to stop, not when killed).
+    assert!(no_builder_with(
+        "packages=cacert iana-etc slow",
+        Duration::from_secs(15)
+    ));
 }
 
 /// The pids of the nix-build processes that have `packages` (a Nix list) as an argument.
@@ -348,6 +353,25 @@ fn a_killed_build_is_a_500_stores_nothing_and_is_tried_again() {
     assert_eq!(serve.count("serve: building lazy/coreutils"), 2);
 }
 
+/// Whether no process (a builder of the fake Nix code) has `entry` (`packages=…`) in
+/// its environment, within `limit`.
+fn no_builder_with(entry: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let running = std::fs::read_dir("/proc").unwrap().any(|e| {
+            let environ = std::fs::read(e.unwrap().path().join("environ")).unwrap_or_default();
+            environ.split(|b| *b == 0).any(|v| v == entry.as_bytes())
+        });
+        if !running {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Whether no nix-build process has `packages` (a Nix list) as an argument.
 fn no_nix_build_for(packages: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -379,6 +403,11 @@ fn a_killed_server_leaves_nothing_a_later_request_would_serve() {
     // Its nix-build went with it.
     assert!(no_nix_build_for(
         r#"[ "cacert" "iana-etc" "lazy" "moreutils" ]"#
+    ));
+    // Sooner than its 3 s would end it.
+    assert!(no_builder_with(
+        "packages=cacert iana-etc lazy moreutils",
+        Duration::from_secs(2)
     ));
     let manifests: Vec<_> = std::fs::read_dir(storage.join("manifests"))
         .unwrap()

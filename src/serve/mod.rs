@@ -167,6 +167,7 @@ async fn serve(listen: std::net::SocketAddr, builds: Builds, source: String) -> 
         .await
         .context("serving")?;
     nix::stop_all();
+    nix::stopped().await;
     log::note("serve: stopped");
     Ok(())
 }

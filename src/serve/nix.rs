@@ -17,8 +17,10 @@ use std::time::Duration;
 
 /// Docker's schema 2 manifest, when the manifest names no media type.
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// The most of Nix's stderr kept for a message.
-const MAX_STDERR: usize = 1 << 20;
+/// The most of nix-build's stdout and stderr kept (the end of them).
+const MAX_OUTPUT: usize = 1 << 20;
+/// How long nix-build may take to stop its builders once asked to.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// How to build images.
 #[derive(Clone, Debug)]
@@ -98,26 +100,32 @@ impl Builder {
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
-        // A server that is killed takes its builds with it (the signal comes when the
-        // thread that started nix-build ends: a runtime worker, which lives as long as
-        // the server).
+        // A server that is killed takes its builds with it: nix-build gets SIGTERM (and
+        // stops its builders, which SIGKILL would leave running) when the thread that
+        // started it ends, a runtime worker, which lives as long as the server.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| ApiError::internal(format!("cannot run nix-build: {e}")))?;
         let pid = child.id();
         let _running = pid.map(Running::new);
-        let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Ok(result) => result.map_err(|e| ApiError::internal(format!("nix-build: {e}")))?,
+        let stdout = tokio::spawn(read_tail(child.stdout.take()));
+        let stderr = tokio::spawn(read_tail(child.stderr.take()));
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => status.map_err(|e| ApiError::internal(format!("nix-build: {e}")))?,
             Err(_) => {
                 if let Some(pid) = pid {
-                    kill_group(pid);
+                    stop_group(pid);
+                    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                        signal_group(pid, libc::SIGKILL);
+                    }
                 }
+                let _ = child.wait().await;
                 return Err(ApiError::internal(format!(
                     "building {} took longer than {} s: nix-build was stopped",
                     image.display(),
@@ -125,8 +133,13 @@ impl Builder {
                 )));
             }
         };
+        let output = std::process::Output {
+            status,
+            stdout: stdout.await.unwrap_or_default(),
+            stderr: stderr.await.unwrap_or_default(),
+        };
         if !output.status.success() {
-            let stderr = tail(&output.stderr);
+            let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(ApiError::internal(failure_message(&stderr, &output.status))
                 .with_detail(serde_json::json!({ "image": image.display() })));
         }
@@ -163,26 +176,55 @@ impl Drop for Running {
     }
 }
 
-/// Kills every nix-build under way (the server is stopping).
+/// Asks every nix-build under way to stop (the server is stopping).
 pub fn stop_all() {
     let pids: Vec<u32> = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for pid in pids {
-        kill_group(pid);
+        stop_group(pid);
     }
 }
 
-/// Kills a process group.
-fn kill_group(pid: u32) {
+/// Waits until no nix-build runs, at most `GRACE`.
+pub async fn stopped() {
+    let deadline = tokio::time::Instant::now() + GRACE;
+    while !RUNNING.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asks a nix-build's process group to stop: SIGTERM, on which Nix stops its builders
+/// (they run in sessions of their own, out of the group's reach) and exits.
+fn stop_group(pid: u32) {
+    signal_group(pid, libc::SIGTERM);
+}
+
+fn signal_group(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
     unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
+        libc::kill(-(pid as i32), signal);
     }
 }
 
-/// The end of a long stderr.
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(MAX_STDERR);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
+/// What a pipe gives, the last `MAX_OUTPUT` bytes of it.
+async fn read_tail(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let Some(mut pipe) = pipe else {
+        return kept;
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 2 * MAX_OUTPUT {
+            kept.drain(..kept.len() - MAX_OUTPUT);
+        }
+    }
+    kept
 }
 
 /// `[ "a" "b" ]`, each string escaped as Nix reads it.
