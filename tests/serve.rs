@@ -863,3 +863,79 @@ fn real_concurrent_requests_wait_for_one_build() {
     assert_eq!(digests.len(), 1);
     assert_eq!(serve.count("serve: building "), 1, "{}", serve.log());
 }
+
+#[test]
+fn bad_flags_are_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("s");
+    let pkgs = format!(
+        "path!{}",
+        common::root().join("tests/nixery-pkgs").display()
+    );
+    let not_json = dir.path().join("pop.json");
+    std::fs::write(&not_json, b"[1, 2]").unwrap();
+    // Each case replaces one flag of a good command line.
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--listen".into(), "nowhere".into()],
+            "--listen \"nowhere\"",
+        ),
+        (vec!["--pkgs".into(), "cvs!x".into()], "--pkgs \"cvs!x\""),
+        (
+            vec!["--pkgs".into(), "path!/no/such/dir".into()],
+            "does not exist",
+        ),
+        (
+            vec!["--upstream".into(), "http://x/y".into()],
+            "docker://HOST/REPO",
+        ),
+        (
+            vec!["--upstream".into(), "docker://127.0.0.1:1/a:tag".into()],
+            "without a tag",
+        ),
+        (
+            vec!["--popularity".into(), not_json.display().to_string()],
+            "not a JSON object",
+        ),
+        (
+            vec!["--build-timeout".into(), "0".into()],
+            "at least 1 second",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut flags = vec![
+            ("--listen".to_string(), "127.0.0.1:0".to_string()),
+            ("--pkgs".into(), pkgs.clone()),
+            ("--storage".into(), storage.display().to_string()),
+        ];
+        flags.retain(|(f, _)| *f != args[0]);
+        flags.push((args[0].clone(), args[1].clone()));
+        let mut cmd = common::stevedore();
+        cmd.arg("serve");
+        for (flag, value) in flags {
+            cmd.args([flag, value]);
+        }
+        let out = run_bounded(&mut cmd, Duration::from_secs(30));
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("stevedore: ") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn real_popularity_data_goes_to_the_layering() {
+    let dir = tempfile::tempdir().unwrap();
+    let pop = dir.path().join("popularity.json");
+    std::fs::write(&pop, br#"{"libshared-1.0": 1000, "busybox-1.35.0": 5000}"#).unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        Packages::Real,
+        &["--popularity", pop.to_str().unwrap()],
+    );
+    let r = serve.get("/v2/hello/xorg.xev/manifests/latest");
+    assert_eq!(r.status, 200, "{}", serve.log());
+}
