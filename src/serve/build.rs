@@ -172,6 +172,7 @@ impl Builds {
                 return Err(e);
             }
         };
+        let derivations = manifest.derivations_built;
         let stored = Arc::new(Stored {
             digest: Digest::of(&manifest.bytes),
             record: Record {
@@ -210,10 +211,11 @@ impl Builds {
             None => String::new(),
         };
         log::note(&format!(
-            "serve: built {}: {}, {}{pushed}, in {:.2} s",
+            "serve: built {}: {}, {} ({} built){pushed}, in {:.2} s",
             image.display(),
             stored.digest,
             log::count(blobs.len().saturating_sub(1), "layer"),
+            log::count(derivations, "derivation"),
             started.elapsed().as_secs_f64()
         ));
         let mut state = self.lock();

@@ -53,6 +53,8 @@ pub struct Manifest {
     pub media_type: String,
     /// The config blob first, then the layers, as the manifest lists them.
     pub blobs: Vec<(Digest, Blob)>,
+    /// How many derivations nix-build built (the rest it had, or substituted).
+    pub derivations_built: usize,
 }
 
 impl Builder {
@@ -148,9 +150,13 @@ impl Builder {
             return Err(ApiError::internal("nix-build printed no output path"));
         };
         let path = PathBuf::from(path.trim());
-        tokio::task::spawn_blocking(move || read_output(&path))
+        let mut built = tokio::task::spawn_blocking(move || read_output(&path))
             .await
-            .map_err(|e| ApiError::internal(format!("reading nix-build's output: {e}")))?
+            .map_err(|e| ApiError::internal(format!("reading nix-build's output: {e}")))??;
+        if let Built::Image(m) = &mut built {
+            m.derivations_built = derivations_built(&String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(built)
     }
 }
 
@@ -266,6 +272,19 @@ pub fn failure_message(stderr: &str, status: &std::process::ExitStatus) -> Strin
         Some(e) => format!("nix-build failed: {e}"),
         None => format!("nix-build failed ({status})"),
     }
+}
+
+/// How many derivations Nix says it built (`building '/nix/store/….drv'...`).
+pub fn derivations_built(stderr: &str) -> usize {
+    let mut drvs: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("building '"))
+        .filter_map(|rest| rest.split_once('\'').map(|(drv, _)| drv))
+        .filter(|drv| drv.ends_with(".drv"))
+        .collect();
+    drvs.sort();
+    drvs.dedup();
+    drvs.len()
 }
 
 /// The derivation Nix says failed: `builder for '/nix/store/…drv' failed`, `Cannot build
@@ -400,6 +419,7 @@ pub fn read_output(path: &Path) -> Result<Built, ApiError> {
         bytes,
         media_type,
         blobs,
+        derivations_built: 0,
     }))
 }
 
@@ -427,6 +447,11 @@ mod tests {
         assert_eq!(
             failed_derivation(other).as_deref(),
             Some("/nix/store/ddd-src.drv")
+        );
+        assert_eq!(derivations_built(nix_2_8), 1);
+        assert_eq!(
+            derivations_built("building '/nix/store/a.drv'...\nbuilding '/nix/store/b.drv'...\n"),
+            2
         );
         let status = std::process::ExitStatus::from_raw(1 << 8);
         assert_eq!(
