@@ -756,9 +756,6 @@ struct ServeArgs {
     /// Seconds a build may take before nix-build is stopped and the request fails.
     #[arg(long, default_value_t = 600)]
     build_timeout: u64,
-    /// A directory with a nixery.nix to run instead of the one built in (tests).
-    #[arg(long, hide = true)]
-    nix_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -776,7 +773,6 @@ impl ServeArgs {
                 .collect(),
             compress: self.compress,
             build_timeout: std::time::Duration::from_secs(self.build_timeout),
-            nix_dir: self.nix_dir,
         }
     }
 }

@@ -1,18 +1,22 @@
 //! `stevedore serve` against real clients on 127.0.0.1: skopeo, containerd, a real
 //! registry as upstream, headless Chromium for the page, and raw HTTP for what clients
-//! never send. Most tests build through tests/nix/serve-fake (the real nixery.nix's
-//! interface, fast fake images); the `real_` tests use the nixery.nix built in.
+//! never send. Every server builds through the nixery.nix built in, over the package set
+//! tests/nixery-pkgs salted for it alone (tests/common/serve.rs), so every test sees its
+//! own builds, whatever else runs.
 
 mod common;
 use common::containerd::Containerd;
 use common::read_json;
 use common::registry::{run_bounded, skopeo, Registry};
-use common::serve::{registry_error, Packages, Serve};
+use common::serve::{registry_error, Serve};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// What tests/nixery-pkgs' hello prints.
+const HELLO: &str = "Hello from a Nixery-style stevedore image\n";
 
 fn ok(out: Output, what: &str) -> Output {
     assert!(
@@ -39,16 +43,6 @@ fn inspect(serve: &Serve, image: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A tag no earlier run used: the fake Nix code builds per tag, so a build with it is
-/// not already in the Nix store.
-fn fresh_tag() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("t{nanos}")
-}
-
 fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap()
 }
@@ -56,12 +50,14 @@ fn json(bytes: &[u8]) -> Value {
 #[test]
 fn skopeo_inspects_and_copies_an_image_built_on_first_request() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("storage"), Packages::Fake, &[]);
+    let serve = Serve::start(&dir.path().join("storage"), &[]);
     let info = inspect(&serve, "shell/hello");
     assert_eq!(info["Architecture"], "amd64");
     assert_eq!(info["RepoTags"], serde_json::json!(["latest"]));
+    // One layer per store path of the closure (the budget is not reached), and the
+    // customisation layer.
     let layers = info["Layers"].as_array().unwrap().len();
-    assert!(layers >= 1);
+    assert!(layers >= 8, "{info}");
     // The packages the Nix code was given: shell's, hello, cacert and iana-etc, sorted.
     assert!(
         serve.log().contains(
@@ -86,6 +82,21 @@ fn skopeo_inspects_and_copies_an_image_built_on_first_request() {
             "skopeo copy",
         );
     }
+    // Nixery's config: bash when bashInteractive is in, the certificates' path.
+    let config = ok(
+        skopeo_run(&[
+            "inspect",
+            "--config",
+            &format!("oci:{}:hello", dir.path().join("oci").display()),
+        ]),
+        "skopeo inspect --config",
+    );
+    let config = json(&config.stdout);
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["bash"]));
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt"])
+    );
     // dir: keeps the manifest's bytes: their digest is the one the server states.
     let bytes = std::fs::read(dir.path().join("dir/manifest.json")).unwrap();
     let r = serve.get("/v2/shell/hello/manifests/latest");
@@ -108,6 +119,13 @@ fn skopeo_inspects_and_copies_an_image_built_on_first_request() {
     let arm = inspect(&serve, "arm64/shell/hello");
     assert_eq!(arm["Architecture"], "arm64");
     assert_eq!(serve.count("serve: building "), 2);
+    // Nested and case-amended attribute names.
+    assert_eq!(
+        serve
+            .get("/v2/xorg.xev/haskellpackages.stylish-haskell/manifests/latest")
+            .status,
+        200
+    );
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -118,7 +136,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn the_base_endpoint_answers_and_heads_carry_lengths() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let serve = Serve::start(dir.path(), &[]);
     for method in ["GET", "HEAD"] {
         let r = serve.request(method, "/v2/", &[]);
         assert_eq!(r.status, 200);
@@ -152,14 +170,16 @@ fn the_base_endpoint_answers_and_heads_carry_lengths() {
 #[test]
 fn unknown_packages_are_all_named_in_a_404() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
-    let r = serve.get("/v2/shell/nosuchpkg/hello/alsomissing/manifests/latest");
+    let serve = Serve::start(dir.path(), &[]);
+    let r = serve.get("/v2/shell/nosuchpkg/hello/xorg.nothere/alsomissing/manifests/latest");
     assert_eq!(r.status, 404);
     assert_eq!(r.header("content-type"), Some("application/json"));
     let (code, message) = registry_error(&r);
     assert_eq!(code, "MANIFEST_UNKNOWN");
     assert!(
-        message.contains("alsomissing") && message.contains("nosuchpkg"),
+        message.contains("alsomissing")
+            && message.contains("nosuchpkg")
+            && message.contains("xorg.nothere"),
         "{message}"
     );
     assert!(!message.contains("hello"), "{message}");
@@ -177,7 +197,7 @@ fn unknown_packages_are_all_named_in_a_404() {
 fn malformed_names_tags_digests_and_traversal_get_400s_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
-    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let serve = Serve::start(&storage, &[]);
     let before = tree(dir.path());
     let cases: &[(&str, u16, &str)] = &[
         ("/v2/Hello/manifests/latest", 400, "NAME_INVALID"),
@@ -259,14 +279,15 @@ fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_failing_build_is_a_500_naming_the_derivation_and_is_tried_again() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let serve = Serve::start(dir.path(), &[]);
     for attempt in 1..=2 {
         let r = serve.get("/v2/shell/broken/manifests/latest");
         assert_eq!(r.status, 500);
         let (code, message) = registry_error(&r);
         assert_eq!(code, "UNKNOWN");
         assert!(
-            message.starts_with("building /nix/store/") && message.contains("-broken-1.0.drv"),
+            message.starts_with("building /nix/store/")
+                && message.ends_with("-broken-1.0.drv failed"),
             "{message}"
         );
         assert_eq!(serve.count("serve: building shell/broken"), attempt);
@@ -277,61 +298,107 @@ fn a_failing_build_is_a_500_naming_the_derivation_and_is_tried_again() {
 #[test]
 fn a_build_past_its_timeout_is_stopped_with_a_500() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &["--build-timeout", "2"]);
+    // Long enough for a small image of packages new to the store, on a busy machine.
+    let serve = Serve::start(dir.path(), &["--build-timeout", "8"]);
     let started = Instant::now();
     let r = serve.get("/v2/slow/manifests/latest");
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(r.status, 500);
     let (_, message) = registry_error(&r);
-    assert!(message.contains("longer than 2 s"), "{message}");
+    assert!(message.contains("longer than 8 s"), "{message}");
     // The server still builds, and nothing of the stopped build is served.
-    assert_eq!(serve.get("/v2/hello/manifests/latest").status, 200);
-    assert!(no_nix_build_for(r#"[ "cacert" "iana-etc" "slow" ]"#));
+    let r = serve.get("/v2/hello/manifests/latest");
+    assert_eq!(r.status, 200, "{}", serve.log());
+    assert!(no_nix_build_of(&serve.salt));
     // Nor its builder (Nix stops builders when asked to stop, not when killed).
-    assert!(no_builder_with(
-        "packages=cacert iana-etc slow",
-        Duration::from_secs(15)
-    ));
+    assert!(no_builder_of(&serve.salt, Duration::from_secs(15)));
 }
 
-/// The pids of the nix-build processes that have `packages` (a Nix list) as an argument.
-fn nix_builds_for(packages: &str) -> Vec<i32> {
+/// The pids of the processes whose environment holds `entry` (`NAME=VALUE`) and, if
+/// given, `also`.
+fn processes_with(entry: &str, also: Option<&str>) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| {
             let e = e.unwrap();
             let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let ours = args.first().is_some_and(|a| a.ends_with(b"nix-build"))
-                && args.contains(&packages.as_bytes());
-            ours.then_some(pid)
+            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+            let has = |v: &str| vars.contains(&v.as_bytes());
+            (has(entry) && also.is_none_or(has)).then_some(pid)
         })
         .collect()
+}
+
+/// The pids of the nix-builds a server with the salt `salt` runs (they have it in their
+/// environment).
+fn nix_builds_of(salt: &str) -> Vec<i32> {
+    processes_with(&format!("NIXERY_PKGS_SALT={salt}"), None)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            argv0.ends_with(b"nix-build")
+        })
+        .collect()
+}
+
+/// The pids of the builders of packages salted with `salt` (of derivation `name`, if
+/// given): their derivations carry the salt, so their environment does.
+fn builders_of(salt: &str, name: Option<&str>) -> Vec<i32> {
+    let name = name.map(|n| format!("name={n}"));
+    processes_with(&format!("salt={salt}"), name.as_deref())
+}
+
+/// Waits until a builder of `serve`'s derivation `name` runs.
+fn wait_for_builder(serve: &Serve, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while builders_of(&serve.salt, Some(name)).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no builder of {name}: {}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether no builder of packages salted with `salt` runs, within `limit`.
+fn no_builder_of(salt: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !builders_of(salt, None).is_empty() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Whether no nix-build of a server with the salt `salt` runs, within 10 s.
+fn no_nix_build_of(salt: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nix_builds_of(salt).is_empty() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
 
 #[test]
 fn a_killed_build_is_a_500_stores_nothing_and_is_tried_again() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
-    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let serve = Serve::start(&storage, &[]);
     let addr = serve.addr().to_string();
-    let target = format!("/v2/lazy/coreutils/manifests/{}", fresh_tag());
-    let t = target.clone();
-    let client =
-        std::thread::spawn(move || common::registry::http(&addr, "GET", &t, &[], None).unwrap());
-    let list = r#"[ "cacert" "coreutils" "iana-etc" "lazy" ]"#;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let pids = loop {
-        let pids = nix_builds_for(list);
-        if !pids.is_empty() {
-            break pids;
-        }
-        assert!(Instant::now() < deadline, "no nix-build: {}", serve.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(500));
-    for pid in pids {
+    let target = "/v2/lazy/coreutils/manifests/latest";
+    let client = std::thread::spawn(move || {
+        common::registry::http(&addr, "GET", target, &[], None).unwrap()
+    });
+    wait_for_builder(&serve, "lazy-1.0");
+    for pid in nix_builds_of(&serve.salt) {
         // SAFETY: kill(2) of a nix-build this test's server started.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
@@ -349,66 +416,30 @@ fn a_killed_build_is_a_500_stores_nothing_and_is_tried_again() {
         .filter(|e| e.as_ref().unwrap().path().is_file())
         .count();
     assert_eq!(records, 0);
-    assert_eq!(serve.get(&target).status, 200);
+    assert_eq!(serve.get(target).status, 200, "{}", serve.log());
     assert_eq!(serve.count("serve: building lazy/coreutils"), 2);
-}
-
-/// Whether no process (a builder of the fake Nix code) has `entry` (`packages=…`) in
-/// its environment, within `limit`.
-fn no_builder_with(entry: &str, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        let running = std::fs::read_dir("/proc").unwrap().any(|e| {
-            let environ = std::fs::read(e.unwrap().path().join("environ")).unwrap_or_default();
-            environ.split(|b| *b == 0).any(|v| v == entry.as_bytes())
-        });
-        if !running {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Whether no nix-build process has `packages` (a Nix list) as an argument.
-fn no_nix_build_for(packages: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nix_builds_for(packages).is_empty() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    true
 }
 
 #[test]
 fn a_killed_server_leaves_nothing_a_later_request_would_serve() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
-    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let serve = Serve::start(&storage, &[]);
     let addr = serve.addr().to_string();
-    let target = format!("/v2/lazy/moreutils/manifests/{}", fresh_tag());
-    let t = target.clone();
-    let client = std::thread::spawn(move || common::registry::http(&addr, "GET", &t, &[], None));
-    serve.wait_for("serve: building lazy/moreutils", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(500));
+    let target = "/v2/lazy/moreutils/manifests/latest";
+    let client =
+        std::thread::spawn(move || common::registry::http(&addr, "GET", target, &[], None));
+    wait_for_builder(&serve, "lazy-1.0");
+    let salt = serve.salt.clone();
+    assert!(!nix_builds_of(&salt).is_empty());
     serve.kill();
     assert!(
         client.join().unwrap().is_err(),
         "an answer from a killed server"
     );
-    // Its nix-build went with it.
-    assert!(no_nix_build_for(
-        r#"[ "cacert" "iana-etc" "lazy" "moreutils" ]"#
-    ));
-    // Sooner than its 3 s would end it.
-    assert!(no_builder_with(
-        "packages=cacert iana-etc lazy moreutils",
-        Duration::from_secs(2)
-    ));
+    // Its nix-build went with it, and its builder sooner than its 3 s would end it.
+    assert!(no_nix_build_of(&salt));
+    assert!(no_builder_of(&salt, Duration::from_secs(2)));
     let manifests: Vec<_> = std::fs::read_dir(storage.join("manifests"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -418,10 +449,10 @@ fn a_killed_server_leaves_nothing_a_later_request_would_serve() {
     // A half-written file of the kind a killed write leaves is removed at start-up.
     let half = storage.join("blobs/sha256/.stevedore-half");
     std::fs::write(&half, b"{\"path\":").unwrap();
-    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let serve = Serve::start_with(&storage, &salt, &[], &[]);
     assert!(!half.exists());
     // The image is built again, from the start.
-    let r = serve.get(&target);
+    let r = serve.get(target);
     assert_eq!(r.status, 200);
     assert_eq!(serve.count("serve: building lazy/moreutils"), 1);
 }
@@ -429,9 +460,9 @@ fn a_killed_server_leaves_nothing_a_later_request_would_serve() {
 #[test]
 fn concurrent_requests_for_a_new_image_wait_for_one_build() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let serve = Serve::start(dir.path(), &[]);
     let addr = serve.addr().to_string();
-    let tag = fresh_tag();
+    let tag = "latest";
     let target = format!("/v2/lazy/hello/manifests/{tag}");
     let clients: Vec<_> = (0..100)
         .map(|_| {
@@ -466,23 +497,29 @@ fn concurrent_requests_for_a_new_image_wait_for_one_build() {
         )),
         "{log}"
     );
-    // Different images build side by side.
-    let (a, t) = (addr.clone(), tag.clone());
+    // Different images build side by side (`lazy` is made anew for each).
+    let a = addr.clone();
     let one = std::thread::spawn(move || {
-        common::registry::http(&a, "GET", &format!("/v2/lazy/git/manifests/{t}"), &[], None)
-            .unwrap()
+        common::registry::http(
+            &a,
+            "GET",
+            &format!("/v2/lazy/figlet/manifests/{tag}"),
+            &[],
+            None,
+        )
+        .unwrap()
     });
     let two = serve.get(&format!("/v2/lazy/nano/manifests/{tag}"));
     let one = one.join().unwrap();
     assert_eq!((one.status, two.status), (200, 200));
     let log = serve.log();
-    let first_built = ["serve: built lazy/git", "serve: built lazy/nano"]
+    let first_built = ["serve: built lazy/figlet", "serve: built lazy/nano"]
         .map(|b| log.find(b).unwrap())
         .into_iter()
         .min()
         .unwrap();
     assert!(
-        log.find("serve: building lazy/git").unwrap() < first_built,
+        log.find("serve: building lazy/figlet").unwrap() < first_built,
         "{log}"
     );
     assert!(
@@ -491,13 +528,119 @@ fn concurrent_requests_for_a_new_image_wait_for_one_build() {
     );
 }
 
+/// The derivations the server's log says nix-build built for `image` (`NAME:TAG`).
+fn derivations_built(serve: &Serve, image: &str) -> BTreeSet<String> {
+    let prefix = format!("serve: derivations built for {image}: ");
+    let log = serve.log();
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once(&prefix).map(|(_, built)| built))
+        .unwrap_or_else(|| panic!("no {prefix:?} in the log: {log}"));
+    line.split(' ')
+        .filter(|d| *d != "none")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The layer digests of a manifest.
+fn layer_digests(manifest: &Value) -> BTreeSet<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_second_image_sharing_packages_builds_only_its_new_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("storage"), &[]);
+    let pull = |image: &str| {
+        ok(
+            skopeo_run(&[
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/{image}", serve.addr()),
+                &format!(
+                    "oci:{}:{}",
+                    dir.path().join("oci").display(),
+                    image.replace('/', "-")
+                ),
+            ]),
+            "skopeo copy",
+        );
+        json(&serve.get(&format!("/v2/{image}/manifests/latest")).body)
+    };
+    let first = pull("hello/xorg.xev");
+    // The server's packages are its own: the first image builds all of them, a layer
+    // for each, and the image's own derivations.
+    let packages = [
+        "busybox-1.35.0",
+        "hello-2.12.1",
+        "iana-etc-20230316",
+        "libshared-1.0",
+        "nss-cacert-3.92",
+        "xev-1.2.5",
+    ];
+    let image = [
+        "nixery-plan.json",
+        "nixery-customisation-layer",
+        "nixery-config.json",
+        "manifest-output.json",
+    ];
+    let expected: BTreeSet<String> = packages
+        .iter()
+        .flat_map(|p| [p.to_string(), format!("nixery-layer-{p}")])
+        .chain(image.map(String::from))
+        .collect();
+    let built = derivations_built(&serve, "hello/xorg.xev:latest");
+    // (The helper, stevedore itself, is shared with every other server.)
+    assert_eq!(
+        built
+            .iter()
+            .filter(|d| *d != "stevedore")
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        expected,
+        "{}",
+        serve.log()
+    );
+    // The second shares all but figlet: it builds figlet, figlet's layer, and its own
+    // plan, customisation layer, config and manifest.
+    let second = pull("hello/xorg.xev/figlet");
+    let expected: BTreeSet<String> = ["figlet-2.2.5", "nixery-layer-figlet-2.2.5"]
+        .into_iter()
+        .chain(image)
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        derivations_built(&serve, "hello/xorg.xev/figlet:latest"),
+        expected,
+        "{}",
+        serve.log()
+    );
+    // As the manifests say: the second has the first's store layers, and two of its own.
+    let (a, b) = (layer_digests(&first), layer_digests(&second));
+    assert_eq!(b.len(), a.len() + 1);
+    assert_eq!(b.difference(&a).count(), 2);
+}
+
 #[test]
 fn blobs_answer_range_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let serve = Serve::start(dir.path(), &[]);
     let manifest = json(&serve.get("/v2/hello/manifests/latest").body);
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    // The largest layer (busybox's).
+    let largest = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap())
+        .unwrap();
+    let layer = largest["digest"].as_str().unwrap();
+    let size = largest["size"].as_u64().unwrap();
+    assert!(size > 1000, "{manifest}");
     let target = format!("/v2/hello/blobs/{layer}");
     let whole = serve.get(&target);
     assert_eq!(whole.status, 200);
@@ -544,17 +687,22 @@ fn blobs_answer_range_requests() {
 fn what_was_built_is_served_by_digest_and_after_a_restart_without_nix() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
-    let (bytes, digest) = {
-        let serve = Serve::start(&storage, Packages::Fake, &[]);
+    let (bytes, digest, salt) = {
+        let serve = Serve::start(&storage, &[]);
         let r = serve.get("/v2/shell/hello/manifests/v2");
         assert_eq!(r.status, 200);
+        let salt = serve.salt.clone();
         assert!(serve.stop().success());
         (
             r.body.clone(),
             r.header("docker-content-digest").unwrap().to_string(),
+            salt,
         )
     };
-    let serve = Serve::start(&storage, Packages::Fake, &[]);
+    // Without nix-build on its PATH, and with the same package set.
+    let no_nix = dir.path().join("empty-bin");
+    std::fs::create_dir(&no_nix).unwrap();
+    let serve = Serve::start_with(&storage, &salt, &[("PATH", no_nix.to_str().unwrap())], &[]);
     let r = serve.get("/v2/shell/hello/manifests/v2");
     assert_eq!((r.status, &r.body), (200, &bytes));
     let by_digest = serve.get(&format!("/v2/shell/hello/manifests/{digest}"));
@@ -574,17 +722,27 @@ fn what_was_built_is_served_by_digest_and_after_a_restart_without_nix() {
         200
     );
     assert_eq!(serve.count("serve: building"), 0, "{}", serve.log());
+    // What it has not built it cannot build.
+    let r = serve.get("/v2/figlet/manifests/latest");
+    assert_eq!(r.status, 500);
+    assert!(
+        registry_error(&r).1.contains("cannot run nix-build"),
+        "{:?}",
+        registry_error(&r)
+    );
 }
 
 #[test]
 fn an_image_whose_layers_were_collected_is_built_again() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
-    let serve = Serve::start(&storage, Packages::Fake, &[]);
-    let target = format!("/v2/hello/manifests/{}", fresh_tag());
-    let first = serve.get(&target);
+    let serve = Serve::start(&storage, &[]);
+    let target = "/v2/hello/manifests/latest";
+    let first = serve.get(target);
     assert_eq!(first.status, 200);
-    // The image's gc root goes, and the garbage collector takes its outputs.
+    // The image's gc root goes, and the garbage collector takes its outputs: the
+    // manifest output, the config's and every layer's (this server's alone: its
+    // packages are salted).
     let root = std::fs::read_dir(storage.join("roots"))
         .unwrap()
         .next()
@@ -592,30 +750,33 @@ fn an_image_whose_layers_were_collected_is_built_again() {
         .unwrap()
         .path();
     let output = std::fs::read_link(&root).unwrap();
-    let layers = read_json(&output)["layerLocations"]
+    let outputs: std::collections::BTreeSet<String> = read_json(&output)["layerLocations"]
         .as_object()
         .unwrap()
         .values()
-        .next()
-        .unwrap()["path"]
-        .as_str()
-        .unwrap()
-        .rsplit_once('/')
-        .unwrap()
-        .0
-        .to_string();
+        .map(|l| {
+            let path = l["path"].as_str().unwrap();
+            path.split('/').take(4).collect::<Vec<_>>().join("/")
+        })
+        .collect();
+    assert_eq!(
+        outputs.len(),
+        json(&first.body)["layers"].as_array().unwrap().len() + 1
+    );
     std::fs::remove_file(&root).unwrap();
     ok(
         std::process::Command::new("nix-store")
             .arg("--delete")
             .arg(&output)
-            .arg(&layers)
+            .args(&outputs)
             .output()
             .unwrap(),
         "nix-store --delete",
     );
-    assert!(!std::path::Path::new(&layers).exists());
-    let again = serve.get(&target);
+    for path in &outputs {
+        assert!(!std::path::Path::new(path).exists(), "{path}");
+    }
+    let again = serve.get(target);
     assert_eq!(again.status, 200);
     assert_eq!(again.body, first.body);
     assert!(serve.log().contains("is gone"), "{}", serve.log());
@@ -630,7 +791,7 @@ fn an_image_whose_layers_were_collected_is_built_again() {
 #[test]
 fn containerd_pulls_and_runs_an_image_built_on_demand() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let serve = Serve::start(dir.path(), &[]);
     let ctd = Containerd::start();
     let reference = format!("{}/shell/hello:latest", serve.addr());
     let pull = run_bounded(
@@ -646,7 +807,7 @@ fn containerd_pulls_and_runs_an_image_built_on_demand() {
         Duration::from_secs(60),
     );
     let out = ok(out, "ctr run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world!\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO);
 }
 
 #[test]
@@ -654,11 +815,7 @@ fn upstream_gets_the_blobs_and_blob_requests_are_redirected_there() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::plain();
     let upstream = format!("docker://{}/layers", reg.addr());
-    let first = Serve::start(
-        &dir.path().join("a"),
-        Packages::Fake,
-        &["--upstream", &upstream],
-    );
+    let first = Serve::start(&dir.path().join("a"), &["--upstream", &upstream]);
     let manifest = json(&first.get("/v2/shell/hello/manifests/latest").body);
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     let r = first.get(&format!("/v2/shell/hello/blobs/{layer}"));
@@ -681,10 +838,12 @@ fn upstream_gets_the_blobs_and_blob_requests_are_redirected_there() {
         "skopeo copy through redirects",
     );
     assert!(reg.requests("GET", "/v2/layers/blobs/sha256:") > gets_before);
-    // A second server sharing the registry builds the same image and uploads nothing.
-    let second = Serve::start(
+    // A second server sharing the registry (and the package set) builds the same image
+    // and uploads nothing.
+    let second = Serve::start_with(
         &dir.path().join("b"),
-        Packages::Fake,
+        &first.salt,
+        &[],
         &["--upstream", &upstream],
     );
     assert_eq!(second.get("/v2/shell/hello/manifests/latest").status, 200);
@@ -699,7 +858,7 @@ fn upstream_gets_the_blobs_and_blob_requests_are_redirected_there() {
 #[test]
 fn the_landing_page_shows_how_to_pull_and_what_was_built() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Fake, &[]);
+    let serve = Serve::start(dir.path(), &[]);
     let r = serve.get("/v2/shell/hello/manifests/latest");
     let digest = r.header("docker-content-digest").unwrap();
     let url = format!("http://{}/", serve.addr());
@@ -717,7 +876,7 @@ fn the_landing_page_shows_how_to_pull_and_what_was_built() {
         "{dom}"
     );
     assert!(dom.contains(&format!("docker pull {}/shell/git", serve.addr())));
-    assert!(dom.contains("tests/nix/serve-fake"));
+    assert!(dom.contains("tests/nixery-pkgs"));
     assert!(
         dom.contains("shell/hello:latest") && dom.contains(digest),
         "{dom}"
@@ -728,76 +887,10 @@ fn the_landing_page_shows_how_to_pull_and_what_was_built() {
     assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
 }
 
-// ---------------------------------------------------------------------------------------
-// The nixery.nix built in, over tests/nixery-pkgs.
-
-const HELLO_REAL: &str = "Hello from a Nixery-style stevedore image\n";
-
 #[test]
-fn real_images_are_copied_by_skopeo_and_run_by_containerd() {
+fn zstd_layers_come_in_an_oci_manifest() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("storage"), Packages::Real, &[]);
-    let info = inspect(&serve, "shell/hello");
-    assert_eq!(info["Architecture"], "amd64");
-    let layout = dir.path().join("oci");
-    ok(
-        skopeo_run(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}/shell/hello", serve.addr()),
-            &format!("oci:{}:hello", layout.display()),
-        ]),
-        "skopeo copy",
-    );
-    let config = ok(
-        skopeo_run(&[
-            "inspect",
-            "--config",
-            &format!("oci:{}:hello", layout.display()),
-        ]),
-        "skopeo inspect --config",
-    );
-    let config = json(&config.stdout);
-    // Nixery's config: bash when bashInteractive is in, the certificates' path.
-    assert_eq!(config["config"]["Cmd"], serde_json::json!(["bash"]));
-    assert_eq!(
-        config["config"]["Env"],
-        serde_json::json!(["SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt"])
-    );
-    let ctd = Containerd::start();
-    let reference = format!("{}/shell/hello:latest", serve.addr());
-    ok(
-        run_bounded(
-            ctd.ctr()
-                .args(["images", "pull", "--plain-http", &reference]),
-            Duration::from_secs(120),
-        ),
-        "ctr images pull",
-    );
-    let id = format!("serve-real-{}", std::process::id());
-    let out = ok(
-        run_bounded(
-            ctd.ctr()
-                .args(["run", "--rm", &reference, &id, "/bin/hello"]),
-            Duration::from_secs(60),
-        ),
-        "ctr run",
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_REAL);
-    // Nested and case-amended attribute names, and arm64.
-    assert_eq!(
-        serve
-            .get("/v2/xorg.xev/haskellpackages.stylish-haskell/manifests/latest")
-            .status,
-        200
-    );
-    assert_eq!(inspect(&serve, "arm64/hello")["Architecture"], "arm64");
-}
-
-#[test]
-fn real_zstd_layers_come_in_an_oci_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Real, &["--compress", "zstd"]);
+    let serve = Serve::start(dir.path(), &["--compress", "zstd"]);
     let r = serve.get("/v2/hello/manifests/latest");
     assert_eq!(
         r.header("content-type"),
@@ -817,51 +910,6 @@ fn real_zstd_layers_come_in_an_oci_manifest() {
         ]),
         "skopeo copy",
     );
-}
-
-#[test]
-fn real_bad_packages_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Real, &[]);
-    let r = serve.get("/v2/shell/nope/xorg.nothere/hello/manifests/latest");
-    assert_eq!(r.status, 404);
-    let (code, message) = registry_error(&r);
-    assert_eq!(code, "MANIFEST_UNKNOWN");
-    assert!(
-        message.contains("nope") && message.contains("xorg.nothere"),
-        "{message}"
-    );
-    let r = serve.get("/v2/shell/broken/manifests/latest");
-    assert_eq!(r.status, 500);
-    let (_, message) = registry_error(&r);
-    assert!(
-        message.starts_with("building /nix/store/") && message.ends_with("-broken-1.0.drv failed"),
-        "{message}"
-    );
-}
-
-#[test]
-fn real_concurrent_requests_wait_for_one_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), Packages::Real, &[]);
-    let addr = serve.addr().to_string();
-    let clients: Vec<_> = (0..100)
-        .map(|_| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                common::registry::http(&addr, "GET", "/v2/shell/figlet/manifests/latest", &[], None)
-                    .unwrap()
-            })
-        })
-        .collect();
-    let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    assert!(answers.iter().all(|r| r.status == 200));
-    let digests: std::collections::HashSet<_> = answers
-        .iter()
-        .map(|r| r.header("docker-content-digest").unwrap().to_string())
-        .collect();
-    assert_eq!(digests.len(), 1);
-    assert_eq!(serve.count("serve: building "), 1, "{}", serve.log());
 }
 
 #[test]
@@ -927,15 +975,11 @@ fn bad_flags_are_one_line_each() {
 }
 
 #[test]
-fn real_popularity_data_goes_to_the_layering() {
+fn popularity_data_goes_to_the_layering() {
     let dir = tempfile::tempdir().unwrap();
     let pop = dir.path().join("popularity.json");
     std::fs::write(&pop, br#"{"libshared-1.0": 1000, "busybox-1.35.0": 5000}"#).unwrap();
-    let serve = Serve::start(
-        dir.path(),
-        Packages::Real,
-        &["--popularity", pop.to_str().unwrap()],
-    );
+    let serve = Serve::start(dir.path(), &["--popularity", pop.to_str().unwrap()]);
     let r = serve.get("/v2/hello/xorg.xev/manifests/latest");
     assert_eq!(r.status, 200, "{}", serve.log());
 }

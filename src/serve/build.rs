@@ -215,8 +215,17 @@ impl Builds {
             image.display(),
             stored.digest,
             log::count(blobs.len().saturating_sub(1), "layer"),
-            log::count(derivations, "derivation"),
+            log::count(derivations.len(), "derivation"),
             started.elapsed().as_secs_f64()
+        ));
+        // What Nix built, so that a log shows which layers were new.
+        log::note(&format!(
+            "serve: derivations built for {}: {}",
+            image.display(),
+            match derivations.is_empty() {
+                true => "none".to_string(),
+                false => derivations.join(" "),
+            }
         ));
         let mut state = self.lock();
         state.blobs.extend(blobs);

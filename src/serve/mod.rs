@@ -53,8 +53,6 @@ pub struct Options {
     /// `gzip`, `zstd` or `none`.
     pub compress: Option<String>,
     pub build_timeout: Duration,
-    /// A directory with `nixery.nix` to run instead of the files built in.
-    pub nix_dir: Option<PathBuf>,
 }
 
 /// The server's shared state.
@@ -93,13 +91,7 @@ pub fn run(opts: Options) -> Result<()> {
         bail!("--build-timeout: at least 1 second");
     }
     let storage = storage::Storage::open(&opts.storage)?;
-    let nix_file = match &opts.nix_dir {
-        Some(dir) => std::path::absolute(dir)?.join("nixery.nix"),
-        None => storage.write_nix_files(NIX_FILES)?.join("nixery.nix"),
-    };
-    if !nix_file.is_file() {
-        bail!("{}: no such file", nix_file.display());
-    }
+    let nix_file = storage.write_nix_files(NIX_FILES)?.join("nixery.nix");
     let builder = nix::Builder {
         nix_file,
         source: source.clone(),

@@ -53,8 +53,9 @@ pub struct Manifest {
     pub media_type: String,
     /// The config blob first, then the layers, as the manifest lists them.
     pub blobs: Vec<(Digest, Blob)>,
-    /// How many derivations nix-build built (the rest it had, or substituted).
-    pub derivations_built: usize,
+    /// The names of the derivations nix-build built (the rest it had, or substituted),
+    /// sorted.
+    pub derivations_built: Vec<String>,
 }
 
 impl Builder {
@@ -274,8 +275,9 @@ pub fn failure_message(stderr: &str, status: &std::process::ExitStatus) -> Strin
     }
 }
 
-/// How many derivations Nix says it built (`building '/nix/store/….drv'...`).
-pub fn derivations_built(stderr: &str) -> usize {
+/// The derivations Nix says it built (`building '/nix/store/<hash>-<name>.drv'...`), by
+/// name, sorted.
+pub fn derivations_built(stderr: &str) -> Vec<String> {
     let mut drvs: Vec<&str> = stderr
         .lines()
         .filter_map(|l| l.trim().strip_prefix("building '"))
@@ -284,7 +286,16 @@ pub fn derivations_built(stderr: &str) -> usize {
         .collect();
     drvs.sort();
     drvs.dedup();
-    drvs.len()
+    let mut names: Vec<String> = drvs
+        .iter()
+        .map(|drv| {
+            let base = drv.rsplit('/').next().unwrap_or(drv);
+            let name = base.split_once('-').map_or(base, |(_, name)| name);
+            name.strip_suffix(".drv").unwrap_or(name).to_string()
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// The derivation Nix says failed: `builder for '/nix/store/…drv' failed`, `Cannot build
@@ -419,7 +430,7 @@ pub fn read_output(path: &Path) -> Result<Built, ApiError> {
         bytes,
         media_type,
         blobs,
-        derivations_built: 0,
+        derivations_built: Vec::new(),
     }))
 }
 
@@ -448,10 +459,13 @@ mod tests {
             failed_derivation(other).as_deref(),
             Some("/nix/store/ddd-src.drv")
         );
-        assert_eq!(derivations_built(nix_2_8), 1);
+        assert_eq!(derivations_built(nix_2_8), ["broken"]);
         assert_eq!(
-            derivations_built("building '/nix/store/a.drv'...\nbuilding '/nix/store/b.drv'...\n"),
-            2
+            derivations_built(
+                "building '/nix/store/bbb-x-1.0.drv'...\nbuilding '/nix/store/aaa-y.json.drv'...\n\
+                 building '/nix/store/bbb-x-1.0.drv'...\n"
+            ),
+            ["x-1.0", "y.json"]
         );
         let status = std::process::ExitStatus::from_raw(1 << 8);
         assert_eq!(

@@ -1,6 +1,11 @@
 //! A `stevedore serve` of the test's own on 127.0.0.1 (any free port, read from its
 //! start-up line), its stderr in a file the test reads; stopped (SIGTERM, then SIGKILL)
 //! when dropped. Every wait is bounded.
+//!
+//! It serves the package set tests/nixery-pkgs through the nixery.nix built in, with a
+//! salt of its own in NIXERY_PKGS_SALT (see the set's header): its packages and layers
+//! are built for it, shared with no other test, and its builders carry `salt=<salt>` in
+//! their environment.
 
 use super::registry::{http, HttpResponse};
 use super::*;
@@ -10,13 +15,24 @@ use std::time::{Duration, Instant};
 /// How long the server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which Nix code builds the images.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Packages {
-    /// tests/nix/serve-fake: the real interface, a fake image (fast, no layering).
-    Fake,
-    /// The nixery.nix built in, over tests/nixery-pkgs.
-    Real,
+/// The package source every server is given.
+pub fn packages() -> String {
+    format!("path!{}", root().join("tests/nixery-pkgs").display())
+}
+
+/// A salt no other server, test or run has.
+pub fn unique_salt() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "serve-{}-{nanos}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 pub struct Serve {
@@ -24,11 +40,19 @@ pub struct Serve {
     addr: String,
     log: PathBuf,
     pub storage: PathBuf,
+    /// Its NIXERY_PKGS_SALT.
+    pub salt: String,
 }
 
 impl Serve {
-    /// Starts a server keeping its files in `storage`, with `extra` arguments.
-    pub fn start(storage: &Path, packages: Packages, extra: &[&str]) -> Serve {
+    /// Starts a server keeping its files in `storage`, with a salt of its own and `extra`
+    /// arguments.
+    pub fn start(storage: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with(storage, &unique_salt(), &[], extra)
+    }
+
+    /// Starts a server with the salt `salt` and more environment variables `env`.
+    pub fn start_with(storage: &Path, salt: &str, env: &[(&str, &str)], extra: &[&str]) -> Serve {
         std::fs::create_dir_all(storage).unwrap();
         let log = tempfile::Builder::new()
             .prefix("serve-log")
@@ -39,22 +63,10 @@ impl Serve {
             .unwrap();
         let mut cmd = stevedore();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--storage"])
-            .arg(storage);
-        match packages {
-            Packages::Fake => {
-                let fake = root().join("tests/nix/serve-fake");
-                cmd.arg("--pkgs")
-                    .arg(format!("path!{}", fake.display()))
-                    .arg("--nix-dir")
-                    .arg(&fake);
-            }
-            Packages::Real => {
-                cmd.arg("--pkgs").arg(format!(
-                    "path!{}",
-                    root().join("tests/nixery-pkgs").display()
-                ));
-            }
-        }
+            .arg(storage)
+            .args(["--pkgs", &packages()])
+            .env("NIXERY_PKGS_SALT", salt)
+            .envs(env.iter().copied());
         for option in NIX_OPTIONS.chunks(3) {
             cmd.args(["--nix-option", option[1], option[2]]);
         }
@@ -68,6 +80,7 @@ impl Serve {
             addr: String::new(),
             log,
             storage: storage.to_path_buf(),
+            salt: salt.to_string(),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
