@@ -38,6 +38,8 @@
 #           import-from-derivation), the rest of the evaluation, the layer derivations,
 #           config + manifest; and the layers again with `compressor = "none"` (no gzip).
 #
+# Before each cold timing the packages' files are read once, before each warm pull the
+# image's blobs (page cache warm).
 # Everything listens on 127.0.0.1 (free ports) and is stopped at exit; storages, registry
 # and pulled images live in a temporary directory, removed at exit with the derivation
 # outputs made here (the packages stay). The pulled images of serve and of the registry
@@ -111,6 +113,18 @@ for p in paths:
 print(len(paths), files, size)
 PY
 )
+
+# The packages' files read once, before each cold timing: the page cache holds them, as on
+# a server that uses its store (this machine otherwise evicts pages idle for a while).
+warm_packages() { xargs -a "$tmp/closure" -I{} find {} -type f -print0 | xargs -0 cat >/dev/null; }
+# And the blobs, before each warm pull: those serve's storage points to (STORAGE/blobs/
+# sha256/* records {"path", …}), or the registry's files.
+warm_serve_blobs() { # warm_serve_blobs STORAGE
+    python3 -c 'import json, sys
+for f in sys.argv[1:]:
+    print(json.load(open(f))["path"])' "$1"/blobs/sha256/* | xargs cat >/dev/null
+}
+warm_registry_blobs() { find "$tmp/$1/storage" -type f -print0 | xargs -0 cat >/dev/null; }
 
 # --- servers and registries ---------------------------------------------------------------
 free_port() {
@@ -270,17 +284,20 @@ for run in $(seq "$runs"); do
         cp -r "$storage/nix" "$tmp/nix"
     fi
     purge_serve
+    warm_packages
     wait_quiet
     measure serve-cold-ttfb ttfb "$port" "$name"
     echo "$(built_line "serve-$run-a")" >"$tmp/built-$run-a"
     wait_quiet
     measure serve-warm-ttfb ttfb "$port" "$name"
+    warm_serve_blobs "$storage"
     wait_quiet
     measure serve-warm-pull pull "$port" "$name" "$tmp/pull-serve"
     stop "serve-$run-a"
     port=$(start_serve "serve-$run-r" "$storage")
     wait_quiet
     measure serve-restart-ttfb ttfb "$port" "$name"
+    warm_serve_blobs "$storage"
     wait_quiet
     measure serve-restart-pull pull "$port" "$name" "$tmp/pull-serve-r"
     grep -q 'serve: built' "$tmp/serve-$run-r.log" && echo "note: the restarted server built again" >&2
@@ -291,6 +308,7 @@ for run in $(seq "$runs"); do
     purge_serve
     storage=$tmp/storage-$run-b
     port=$(start_serve "serve-$run-b" "$storage")
+    warm_packages
     wait_quiet
     measure serve-cold-pull pull "$port" "$name" "$tmp/pull-serve-cold"
     echo "$(built_line "serve-$run-b")" >"$tmp/built-$run-b"
@@ -303,6 +321,7 @@ for run in $(seq "$runs"); do
     rm -f "$tmp/base-result"
     rport=$(start_registry "registry-$run")
     args=("${base_args[@]}")
+    warm_packages
     wait_quiet
     t=$(timed nix-build "${args[@]}" "${nix_options[@]}" -o "$tmp/base-result" 2>"$tmp/base.log") || {
         cat "$tmp/base.log" >&2
@@ -320,6 +339,7 @@ for run in $(seq "$runs"); do
     echo "$t" >>"$tmp/res-base-push"
     wait_quiet
     measure base-ttfb ttfb "$rport" "$name"
+    warm_registry_blobs "registry-$run"
     wait_quiet
     measure base-pull pull "$rport" "$name" "$tmp/pull-base"
     base_bytes=$(stat -c %s "$image")
@@ -337,6 +357,7 @@ if [[ ${BREAKDOWN:-1} != 0 ]]; then
     o=$tmp/breakdown-root
     bd() { # bd LABEL CMD…
         local t
+        warm_packages
         wait_quiet
         t=$(timed "${@:2}" 2>"$tmp/bd.log") || {
             echo "$1 failed:" >&2
@@ -413,7 +434,7 @@ echo "stevedore: $stevedore ($("$stevedore" --version)); $(skopeo --version);" \
     "$(docker-registry --version | sed 's/^docker-registry //'); curl $(curl --version | head -1 | cut -d' ' -f2)"
 echo "image: $name (+ cacert, iana-etc): $npaths store paths, $nfiles files, $((nbytes / 1048576)) MiB" \
     "(bench/serve-pkgs, built before, untimed)"
-echo "nix options: ${nix_options[*]}; max-jobs: $(nix --extra-experimental-features nix-command show-config 2>/dev/null | sed -n 's/^max-jobs = //p')"
+echo "nix options: $(printf '%q ' "${nix_options[@]}")(max-jobs: $(nix --extra-experimental-features nix-command show-config 2>/dev/null | sed -n 's/^max-jobs = //p'))"
 echo "serve's builds (its log): cold TTFB run: $(cat "$tmp/built-$runs-a"); cold pull run: $(cat "$tmp/built-$runs-b")"
 echo "baseline: buildLayeredImage archive $((base_bytes / 1048576)) MiB (gzipped), pushed with stevedore copy --compress gzip"
 echo "runs: $runs (best kept)"
