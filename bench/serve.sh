@@ -317,8 +317,8 @@ for run in $(seq "$runs"); do
     purge_serve
 
     # baseline: nix-build, push to a fresh registry, then TTFB and pull from it.
-    purge_base
     rm -f "$tmp/base-result"
+    purge_base
     rport=$(start_registry "registry-$run")
     args=("${base_args[@]}")
     warm_packages
