@@ -32,7 +32,9 @@
 #           Debian's docker-registry (distribution 2.8, own config, filesystem storage in
 #           a temporary directory); then the same two requests against the registry.
 #           Its cold cost is timed too: the nix-build (its derivations' outputs deleted
-#           first, as for serve) and the push to a fresh registry.
+#           first, as for serve) and the push to a fresh registry; and again with
+#           `compressor = "none"` (an uncompressed archive: no gzip pass that the push
+#           undoes), pushed to another fresh registry.
 # breakdown (untimed in the table, printed after it): serve's cold build taken apart with
 #           the same nixery.nix and arguments: evaluation up to the plan, the plan (the
 #           import-from-derivation), the rest of the evaluation, the layer derivations,
@@ -192,18 +194,23 @@ EOF
 nixery_args=("$tmp/nix/nixery.nix" --argstr pkgSource "path!$pkgs_dir" --arg packages "$packages"
     --argstr tag latest --argstr arch amd64 --arg stevedoreBin "$stevedore")
 # delete_outputs FILE: deletes the valid store paths listed in FILE (which nothing else
-# may keep alive), then checks that none is left.
+# may keep alive), then checks that none is left. (A path can be alive for a moment, held
+# by a temporary root of a nix process: tried again a few times.)
 delete_outputs() {
-    local valid
-    valid=$(nix-store --check-validity --print-invalid $(cat "$1") 2>/dev/null | sort >"$1.invalid"
-        sort "$1" | comm -23 - "$1.invalid")
-    if [[ -n $valid ]]; then
-        nix-store --delete $valid >/dev/null 2>"$tmp/delete.log" || {
-            echo "cannot delete the previous build's outputs:" >&2
-            cat "$tmp/delete.log" >&2
-            exit 1
-        }
-    fi
+    local valid try
+    for try in 1 2 3 4 5 6; do
+        valid=$(nix-store --check-validity --print-invalid $(cat "$1") 2>/dev/null | sort >"$1.invalid"
+            sort "$1" | comm -23 - "$1.invalid")
+        [[ -z $valid ]] && return
+        ((try < 6)) || break
+        nix-store --delete $valid >/dev/null 2>"$tmp/delete.log" || sleep 1
+    done
+    echo "cannot delete the previous build's outputs:" >&2
+    cat "$tmp/delete.log" >&2
+    for p in $valid; do
+        echo "$p: roots $(nix-store -q --roots "$p" | tr '\n' ' ')referrers $(nix-store -q --referrers "$p" | tr '\n' ' ')" >&2
+    done
+    exit 1
 }
 # purge_serve [COMPRESSOR]: the outputs of the image's nixery derivations, deleted (the
 # plan is built by the evaluation if missing, then deleted too).
@@ -223,15 +230,52 @@ purge_serve() {
     delete_outputs "$tmp/purge-serve"
 }
 base_args=("$here/serve-base.nix" --arg stevedoreBin "$stevedore")
+# purge_base: the same for the baseline, both variants (the uncompressed archive refers
+# to the customisation layer and conf they share).
 purge_base() {
-    local args=("${base_args[@]}") top
-    top=$(nix-instantiate "${args[@]}" "${nix_options[@]}" 2>"$tmp/purge.log") || {
-        cat "$tmp/purge.log" >&2
+    local c top
+    for c in gz none; do
+        top=$(nix-instantiate "${base_args[@]}" --argstr compressor "$c" "${nix_options[@]}" \
+            2>"$tmp/purge.log") || {
+            cat "$tmp/purge.log" >&2
+            exit 1
+        }
+        nix-store -qR "$top" | grep -E -- '-bench-base[^/]*\.drv$' | xargs nix-store -q --outputs
+    done | sort -u >"$tmp/purge-base"
+    delete_outputs "$tmp/purge-base"
+}
+
+# base_cold COMPRESSOR METRIC REGISTRY -> the registry's port: the baseline built
+# (buildLayeredImage with COMPRESSOR, its outputs deleted first) and pushed to a fresh
+# registry REGISTRY, both timed (METRIC-build, METRIC-push); the image is $tmp/base-result.
+base_cold() {
+    local t port
+    rm -f "$tmp/base-result"
+    purge_base
+    port=$(start_registry "$3")
+    warm_packages
+    wait_quiet
+    t=$(timed nix-build "${base_args[@]}" --argstr compressor "$1" "${nix_options[@]}" \
+        -o "$tmp/base-result" 2>"$tmp/base.log") || {
+        cat "$tmp/base.log" >&2
         exit 1
     }
-    nix-store -qR "$top" | grep -E -- '-bench-base[^/]*\.drv$' |
-        xargs nix-store -q --outputs >"$tmp/purge-base"
-    delete_outputs "$tmp/purge-base"
+    echo "$t" >>"$tmp/res-$2-build"
+    sync
+    wait_quiet
+    t=$(timed env XDG_CACHE_HOME="$tmp/cache-$3" "$stevedore" copy \
+        "docker-archive:$(readlink "$tmp/base-result")" "docker://127.0.0.1:$port/$name:latest" \
+        --compress gzip 2>"$tmp/push.log") || {
+        cat "$tmp/push.log" >&2
+        exit 1
+    }
+    echo "$t" >>"$tmp/res-$2-push"
+    echo "$port"
+}
+
+manifest_digest() { # manifest_digest PORT: the pushed image's manifest digest
+    curl -sI -H "Accept: $accept" "http://127.0.0.1:$1/v2/$name/manifests/latest" |
+        sed -n 's/^docker-content-digest: *\([^[:space:]]*\).*/\1/Ip'
 }
 
 # --- timings ------------------------------------------------------------------------------
@@ -316,27 +360,15 @@ for run in $(seq "$runs"); do
     rm -rf "$storage"
     purge_serve
 
-    # baseline: nix-build, push to a fresh registry, then TTFB and pull from it.
-    rm -f "$tmp/base-result"
-    purge_base
-    rport=$(start_registry "registry-$run")
-    args=("${base_args[@]}")
-    warm_packages
-    wait_quiet
-    t=$(timed nix-build "${args[@]}" "${nix_options[@]}" -o "$tmp/base-result" 2>"$tmp/base.log") || {
-        cat "$tmp/base.log" >&2
-        exit 1
-    }
-    echo "$t" >>"$tmp/res-base-build"
+    # baseline: nix-build, push to a fresh registry, then TTFB and pull from it; and the
+    # cold cost again with the archive uncompressed.
+    rport=$(base_cold none base-none "registry-$run-none")
+    none_digest=$(manifest_digest "$rport")
+    stop "registry-$run-none"
+    rm -rf "${tmp:?}/registry-$run-none"
+    rport=$(base_cold gz base "registry-$run")
     image=$(readlink "$tmp/base-result")
-    sync
-    wait_quiet
-    t=$(timed env XDG_CACHE_HOME="$tmp/cache-$run" "$stevedore" copy "docker-archive:$image" \
-        "docker://127.0.0.1:$rport/$name:latest" --compress gzip 2>"$tmp/push.log") || {
-        cat "$tmp/push.log" >&2
-        exit 1
-    }
-    echo "$t" >>"$tmp/res-base-push"
+    gz_digest=$(manifest_digest "$rport")
     wait_quiet
     measure base-ttfb ttfb "$rport" "$name"
     warm_registry_blobs "registry-$run"
@@ -448,13 +480,21 @@ base_cold=$(python3 -c 'import sys; print(sum(map(float, sys.argv[1:])))' "$(bes
 printf '%-44s %14s %14s\n' "baseline cold: nix-build + push (+ request)" \
     "$(python3 -c 'import sys; print(f"{float(sys.argv[1]) + float(sys.argv[2]):.4f}")' "$base_cold" "$(best base-ttfb)")" \
     "$(python3 -c 'import sys; print(f"{float(sys.argv[1]) + float(sys.argv[2]):.4f}")' "$base_cold" "$(best base-pull)")"
-echo "  (nix-build $(cell base-build) s, push $(cell base-push) s)"
+base_none_cold=$(python3 -c 'import sys; print(sum(map(float, sys.argv[1:])))' "$(best base-none-build)" "$(best base-none-push)")
+printf '%-44s %14s %14s\n' "  the same, archive uncompressed (\"none\")" \
+    "$(python3 -c 'import sys; print(f"{float(sys.argv[1]) + float(sys.argv[2]):.4f}")' "$base_none_cold" "$(best base-ttfb)")" \
+    "$(python3 -c 'import sys; print(f"{float(sys.argv[1]) + float(sys.argv[2]):.4f}")' "$base_none_cold" "$(best base-pull)")"
+echo "  (gz: nix-build $(cell base-build) s, push $(cell base-push) s; none: nix-build" \
+    "$(cell base-none-build) s, push $(cell base-none-push) s; the same image pushed:" \
+    "$([[ -n $gz_digest && $gz_digest == "$none_digest" ]] && echo "yes, $gz_digest" || echo "NO, $gz_digest, $none_digest"))"
 echo
 echo "ratios (above 1: serve is faster):"
 echo "  cold: (baseline nix-build + push + pull) / serve cold pull:" \
     "$(ratio "$(python3 -c 'import sys; print(float(sys.argv[1]) + float(sys.argv[2]))' "$base_cold" "$(best base-pull)")" "$(best serve-cold-pull)")x;" \
     "(nix-build + push + TTFB) / serve cold TTFB:" \
     "$(ratio "$(python3 -c 'import sys; print(float(sys.argv[1]) + float(sys.argv[2]))' "$base_cold" "$(best base-ttfb)")" "$(best serve-cold-ttfb)")x"
+echo "  cold, archive uncompressed: pull $(ratio "$(python3 -c 'import sys; print(float(sys.argv[1]) + float(sys.argv[2]))' "$base_none_cold" "$(best base-pull)")" "$(best serve-cold-pull)")x," \
+    "TTFB $(ratio "$(python3 -c 'import sys; print(float(sys.argv[1]) + float(sys.argv[2]))' "$base_none_cold" "$(best base-ttfb)")" "$(best serve-cold-ttfb)")x"
 echo "  warm: registry / serve: TTFB $(ratio "$(best base-ttfb)" "$(best serve-warm-ttfb)")x," \
     "pull $(ratio "$(best base-pull)" "$(best serve-warm-pull)")x; after a restart: TTFB" \
     "$(ratio "$(best base-ttfb)" "$(best serve-restart-ttfb)")x, pull $(ratio "$(best base-pull)" "$(best serve-restart-pull)")x"
@@ -462,7 +502,7 @@ if ((runs > 1)); then
     echo
     echo "all runs:"
     for m in serve-cold-ttfb serve-cold-pull serve-warm-ttfb serve-warm-pull serve-restart-ttfb \
-        serve-restart-pull base-build base-push base-ttfb base-pull; do
+        serve-restart-pull base-build base-push base-ttfb base-pull base-none-build base-none-push; do
         printf '  %-20s %s\n' "$m" "$(all "$m")"
     done
 fi
