@@ -182,10 +182,10 @@ let
   # paths only and is shared by every image with the same group.
   groups = fromJSON (unsafeDiscardStringContext (readFile plan));
   withContext = p: appendContext p { ${p}.path = true; };
-  nameOf = p: substring 33 40 (unsafeDiscardStringContext (baseNameOf p));
+  # Named after the group's root package (the plan says which), at most 40 characters.
   storeLayer =
     group:
-    layerStep "nixery-layer-${nameOf (head group.contents)}" {
+    layerStep "nixery-layer-${substring 0 40 group.name}" {
       paths = map withContext group.contents;
       inherit compressor;
     };

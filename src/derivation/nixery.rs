@@ -77,9 +77,13 @@ fn plan(attrs: &Value, out: &Path) -> Result<String> {
         None => Default::default(),
     };
     let layers = nixery::layers(&graph, &roots, &popularity, max_layers as usize - 1);
+    let sizes = nixery::closure_sizes(&graph);
     let listed: Vec<Value> = layers
         .iter()
-        .map(|l| json!({"contents": l.contents, "mergeRating": l.merge_rating}))
+        .map(|l| {
+            let name = nixery::package_name(top_path(&graph, &sizes, &l.contents));
+            json!({"name": name, "contents": l.contents, "mergeRating": l.merge_rating})
+        })
         .collect();
     std::fs::write(out, serde_json::to_vec(&listed)?)
         .with_context(|| format!("{}: cannot write", out.display()))?;
@@ -88,6 +92,17 @@ fn plan(attrs: &Value, out: &Path) -> Result<String> {
         log::count(layers.len(), "layer group"),
         log::count(graph.len(), "store path")
     ))
+}
+
+/// What names a layer group: its path with the largest closure (the group's root in the
+/// dominator tree, which holds every other member; for a merged layer, the largest
+/// root), the smallest path on a tie.
+fn top_path<'a>(graph: &Graph, sizes: &[u64], contents: &'a [String]) -> &'a str {
+    let size = |p: &String| graph.find(p).map_or(0, |i| sizes[i]);
+    contents
+        .iter()
+        .max_by(|a, b| size(a).cmp(&size(b)).then_with(|| b.cmp(a)))
+        .map_or("", String::as_str)
 }
 
 /// The layer derivations' `layer.json`s, in order.

@@ -85,6 +85,11 @@ impl Builder {
         if let Some(c) = &self.compress {
             args.extend(["--argstr".into(), "compressor".into(), c.clone()]);
         }
+        // An image's layers are independent derivations: build them side by side unless
+        // told otherwise (Nix's own default is one job at a time).
+        if !self.options.iter().any(|(name, _)| name == "max-jobs") {
+            args.extend(["--option".into(), "max-jobs".into(), "auto".into()]);
+        }
         for (name, value) in &self.options {
             args.extend(["--option".into(), name.clone(), value.clone()]);
         }
