@@ -101,42 +101,6 @@ print(len(l), s["files"], s["bytes"])' "$dir/layers.json" "$dir/.complete")
 changed_mib=$(du -sm "$old_path" | cut -f1)
 
 # --- registries ---------------------------------------------------------------------------
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-start_registry() { # start_registry NAME -> the port
-    local name=$1 port
-    port=$(free_port)
-    mkdir -p "$tmp/$name/storage"
-    cat >"$tmp/$name/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $tmp/$name/storage
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-  secret: stevedore-bench
-EOF
-    # The access log (Apache combined lines) goes to stdout, the rest to stderr.
-    docker-registry serve "$tmp/$name/config.yml" >"$tmp/$name/access.log" 2>"$tmp/$name/registry.log" &
-    echo $! >"$tmp/$name.pid"
-    for _ in $(seq 50); do
-        if curl -fs "http://127.0.0.1:$port/v2/" >/dev/null; then
-            echo "$port"
-            return
-        fi
-        sleep 0.1
-    done
-    echo "docker-registry did not start:" >&2
-    cat "$tmp/$name/registry.log" >&2
-    exit 1
-}
 s_port=$(start_registry s)
 k_port=$(start_registry k)
 

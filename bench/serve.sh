@@ -129,9 +129,6 @@ for f in sys.argv[1:]:
 warm_registry_blobs() { find "$tmp/$1/storage" -type f -print0 | xargs -0 cat >/dev/null; }
 
 # --- servers and registries ---------------------------------------------------------------
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 # start_serve NAME STORAGE -> the port (the log in $tmp/NAME.log)
 start_serve() {
     local name=$1 storage=$2 port
@@ -156,36 +153,6 @@ stop() { # stop NAME
     kill "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     rm -f "$tmp/$1.pid"
-}
-start_registry() { # start_registry NAME -> the port
-    local name=$1 port
-    port=$(free_port)
-    mkdir -p "$tmp/$name/storage"
-    cat >"$tmp/$name/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/$name/storage
-http:
-  addr: 127.0.0.1:$port
-  secret: stevedore-bench
-EOF
-    docker-registry serve "$tmp/$name/config.yml" >/dev/null 2>"$tmp/$name/registry.log" &
-    echo $! >"$tmp/$name.pid"
-    for _ in $(seq 50); do
-        if curl -fs "http://127.0.0.1:$port/v2/" >/dev/null; then
-            echo "$port"
-            return
-        fi
-        sleep 0.1
-    done
-    echo "docker-registry did not start:" >&2
-    cat "$tmp/$name/registry.log" >&2
-    exit 1
 }
 
 # --- making builds cold -------------------------------------------------------------------

@@ -457,21 +457,34 @@ fn upload_once(
         (_, Err(e)) => return Err(Upload::Retry(e)),
     };
     let location = location_of(client, &resp).map_err(Upload::Retry)?;
-    finish_upload(client, reference, &location, &produced.digest, Body::Empty)
-        .map_err(Upload::Retry)?;
+    finish_upload(
+        client,
+        reference,
+        &location,
+        &produced.digest,
+        Body::Empty,
+        None,
+    )
+    .map_err(Upload::Retry)?;
     Ok(produced)
 }
 
-/// Closes an upload with its digest (and, for a monolithic upload, its bytes).
+/// Closes an upload with its digest (and, for a monolithic upload, its bytes: `len` of
+/// them when they come from a stream).
 fn finish_upload(
     client: &Client,
     reference: &Reference,
     location: &str,
     digest: &Digest,
     body: Body,
+    len: Option<u64>,
 ) -> Result<()> {
     let url = with_digest(location, digest);
-    let headers = [("Content-Type", "application/octet-stream")];
+    let len = len.map(|n| n.to_string());
+    let mut headers = vec![("Content-Type", "application/octet-stream")];
+    if let Some(n) = &len {
+        headers.push(("Content-Length", n.as_str()));
+    }
     let resp = client.send("PUT", &url, &push_scopes(reference), &headers, body)?;
     if resp.status() != 201 {
         let code = resp.status();
@@ -497,21 +510,8 @@ pub fn push_blob_file(
     }
     let location = start_upload(client, reference)?;
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let url = with_digest(&location, digest);
-    let len = size.to_string();
-    let headers = [
-        ("Content-Type", "application/octet-stream"),
-        ("Content-Length", len.as_str()),
-    ];
     let body = Body::Stream(Box::new(file.take(size)));
-    let resp = client.send("PUT", &url, &push_scopes(reference), &headers, body)?;
-    if resp.status() != 201 {
-        let code = resp.status();
-        bail!(
-            "blob {digest}: the registry did not accept it: {}",
-            describe(code, resp)
-        );
-    }
+    finish_upload(client, reference, &location, digest, body, Some(size))?;
     Ok(true)
 }
 
@@ -525,7 +525,14 @@ fn push_bytes(
     let digest = Digest::of(bytes);
     if !has_blob(client, reference, &digest)? {
         let location = start_upload(client, reference)?;
-        finish_upload(client, reference, &location, &digest, Body::Bytes(bytes))?;
+        finish_upload(
+            client,
+            reference,
+            &location,
+            &digest,
+            Body::Bytes(bytes),
+            None,
+        )?;
     }
     Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
 }
