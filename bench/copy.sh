@@ -14,7 +14,7 @@
 #
 # usage: bash bench/copy.sh [DIR]        (DIR defaults to /tmp/stevedore-bench)
 # env:   STEVEDORE=path to the binary (default: target/release/stevedore of this checkout,
-#        built if missing)
+#        brought up to date with cargo build --release)
 #        RUNS=number of runs per timing (default 3)
 set -euo pipefail
 
@@ -25,7 +25,7 @@ runs=${RUNS:-3}
 stevedore=${STEVEDORE:-$repo/target/release/stevedore}
 source "$here/lib.sh"
 
-build_if_missing
+build_stevedore
 
 # --- inputs (as bench/stream.sh makes them) ---------------------------------------------
 make_inputs

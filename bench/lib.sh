@@ -47,9 +47,10 @@ best_of() {
     echo "$(min "${times[@]}") (runs: ${times[*]})"
 }
 
-# Builds $stevedore (this checkout's release binary) if it is missing.
-build_if_missing() {
-    if [[ ! -x $stevedore ]]; then
+# Brings this checkout's release binary up to date (cargo does nothing when it is), unless
+# $STEVEDORE names another binary; a stale binary would be benchmarked otherwise.
+build_stevedore() {
+    if [[ -z ${STEVEDORE:-} ]]; then
         (cd "$repo" && cargo build --release --quiet)
     fi
 }

@@ -30,7 +30,7 @@
 #
 # usage: bash bench/push.sh [DIR]        (DIR defaults to /tmp/stevedore-bench)
 # env:   STEVEDORE=path to the binary (default: target/release/stevedore of this checkout,
-#        built if missing)
+#        brought up to date with cargo build --release)
 #        RUNS=number of runs (default 1)
 set -euo pipefail
 
@@ -41,7 +41,7 @@ runs=${RUNS:-1}
 stevedore=${STEVEDORE:-$repo/target/release/stevedore}
 source "$here/lib.sh"
 
-build_if_missing
+build_stevedore
 
 # --- inputs (as bench/copy.sh makes them) -------------------------------------------------
 make_inputs

@@ -51,7 +51,7 @@
 #
 # usage: bash bench/serve.sh [DIR]       (DIR defaults to /tmp/stevedore-bench)
 # env:   STEVEDORE=path to the binary (default: target/release/stevedore of this checkout,
-#        built if missing)
+#        brought up to date with cargo build --release)
 #        RUNS=number of runs (default 1)
 #        BREAKDOWN=0 skips the breakdown
 set -euo pipefail
@@ -63,7 +63,7 @@ runs=${RUNS:-1}
 stevedore=${STEVEDORE:-$repo/target/release/stevedore}
 source "$here/lib.sh"
 
-build_if_missing
+build_stevedore
 stevedore=$(realpath "$stevedore")
 mkdir -p "$dir"
 

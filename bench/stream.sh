@@ -16,7 +16,7 @@
 #
 # usage: bash bench/stream.sh [DIR]        (DIR defaults to /tmp/stevedore-bench)
 # env:   STEVEDORE=path to the binary (default: target/release/stevedore of this checkout,
-#        built if missing)
+#        brought up to date with cargo build --release)
 #        NIXPKGS_STREAMER=path to nixpkgs' pkgs/build-support/docker/stream_layered_image.py
 #        (NixOS/nixpkgs 0137840114d1444c766db37c01e96258e4edf5fb; default
 #        /tmp/nixpkgs-streamer/stream_layered_image.py; (d) is skipped without it)
@@ -31,7 +31,7 @@ stevedore=${STEVEDORE:-$repo/target/release/stevedore}
 streamer=${NIXPKGS_STREAMER:-/tmp/nixpkgs-streamer/stream_layered_image.py}
 source "$here/lib.sh"
 
-build_if_missing
+build_stevedore
 
 # --- inputs -------------------------------------------------------------------------------
 make_inputs
