@@ -354,9 +354,7 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("{}: malformed conf", conf.display()))?;
             let hashed = layered::add_digests(&mut value, &conf)?;
             let text = serde_json::to_string_pretty(&value)? + "\n";
-            output::write_atomically(&output, |mut file| {
-                std::io::Write::write_all(&mut file, text.as_bytes()).context("cannot write")
-            })?;
+            output::write_bytes(&output, text.as_bytes())?;
             let detail = match hashed {
                 Some(bytes) => format!("diff_ids of {} recorded", log::size(bytes)),
                 None => "mtime is \"now\": nothing recorded".to_string(),

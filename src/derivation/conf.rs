@@ -32,8 +32,8 @@ pub fn run() -> Result<()> {
 }
 
 /// The conf of `layerDerivations = true`: the planned conf (`baseConf`) with the layer
-/// derivations' outputs (`layers`, one per store layer) as `store_layer_files`, and
-/// their diff_ids as `store_layer_digests`.
+/// derivations' outputs (`layers`, one per store layer) as `store_layer_files` (each
+/// holds its tar and, in layer.json, its diff_id), checked as a conf is read.
 pub fn run_with_layers() -> Result<()> {
     let started = std::time::Instant::now();
     let attrs = attrs::load()?;
@@ -43,24 +43,11 @@ pub fn run_with_layers() -> Result<()> {
         .context("no baseConf")
         .with_context(file)?;
     let base = std::path::Path::new(&base);
-    let conf = crate::image::conf::Conf::load(base)?;
+    let mut value: Value = serde_json::from_slice(
+        &std::fs::read(base).with_context(|| format!("{}: cannot read", base.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", base.display()))?;
     let dirs = super::layer::strings(&attrs["layers"]).with_context(file)?;
-    let infos = dirs
-        .iter()
-        .map(|d| super::layer::LayerInfo::load(std::path::Path::new(d)))
-        .collect::<Result<Vec<_>>>()?;
-    let mut value: Value = serde_json::from_slice(&std::fs::read(base)?)?;
-    let digests = crate::image::conf::LayerDigests {
-        key: conf.digest_key(),
-        layers: infos
-            .iter()
-            .map(|i| crate::image::conf::LayerDigest {
-                diff_id: i.diff_id.clone(),
-                size: i.tar_size,
-            })
-            .collect(),
-    };
-    value["store_layer_digests"] = serde_json::to_value(digests)?;
     value["store_layer_files"] = json!(dirs);
     crate::image::conf::Conf::from_value(value.clone(), &out)?;
     std::fs::write(&out, serde_json::to_string_pretty(&value)? + "\n")

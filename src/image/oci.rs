@@ -12,13 +12,12 @@ use super::digest::Digest;
 use super::layer_io::{produce_blob, Produced};
 use super::media::{Format, MediaType};
 use super::model::{ArchiveLayout, Blob, Config, Image, Layer, Source};
-use super::output::{keep_as, temp_file_in, write_atomically};
+use super::output::{keep_as, temp_file_in, write_bytes};
 use crate::tar::reader;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The annotation that names an image in a layout's index.
@@ -339,10 +338,6 @@ fn write_bytes_blob(blob_dir: &Path, media_type: MediaType, bytes: &[u8]) -> Res
     let digest = Digest::of(bytes);
     write_bytes(&blob_dir.join(digest.hex()), bytes)?;
     Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
-}
-
-fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically(path, |mut f| f.write_all(bytes).context("cannot write"))
 }
 
 fn write_if_missing(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -23,6 +23,11 @@ pub fn write_atomically(
     keep_as(tmp, path)
 }
 
+/// Writes `bytes` to `path` atomically (see [`write_atomically`]).
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |mut f| f.write_all(bytes).context("cannot write"))
+}
+
 /// A temporary file in `dir` (`.stevedore-…`), removed unless kept.
 pub fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()

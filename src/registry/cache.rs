@@ -11,7 +11,7 @@
 
 use crate::image::compress::{Codec, Compression};
 use crate::image::digest::Digest;
-use crate::image::output::write_atomically;
+use crate::image::output::write_bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -119,9 +119,7 @@ impl Cache {
 fn write(path: &Path, bytes: &[u8]) {
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_ok() {
-        let _ = write_atomically(path, |mut f| {
-            std::io::Write::write_all(&mut f, bytes).map_err(Into::into)
-        });
+        let _ = write_bytes(path, bytes);
     }
 }
 #[cfg(test)]

@@ -11,6 +11,7 @@ use super::nix::{self, Built};
 use super::storage::{Blob, Key, Record, Storage};
 use super::upstream::Upstream;
 use crate::image::digest::Digest;
+use crate::image::oci;
 use crate::log;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +24,27 @@ pub struct Stored {
     pub record: Record,
     pub bytes: Vec<u8>,
     pub digest: Digest,
+    /// The blobs the manifest names (config, then layers), read from it once.
+    blobs: Vec<Digest>,
+}
+
+impl Stored {
+    fn new(record: Record, bytes: Vec<u8>) -> Stored {
+        let blobs = serde_json::from_slice::<oci::Manifest>(&bytes)
+            .map(|m| {
+                std::iter::once(m.config)
+                    .chain(m.layers)
+                    .map(|d| d.digest)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Stored {
+            digest: Digest::of(&bytes),
+            record,
+            bytes,
+            blobs,
+        }
+    }
 }
 
 type Outcome = Option<Result<Arc<Stored>, ApiError>>;
@@ -61,11 +83,7 @@ impl Builds {
             ..State::default()
         };
         for (id, (record, bytes)) in loaded.images {
-            let stored = Arc::new(Stored {
-                digest: Digest::of(&bytes),
-                record,
-                bytes,
-            });
+            let stored = Arc::new(Stored::new(record, bytes));
             state
                 .manifests
                 .insert(stored.digest.clone(), stored.clone());
@@ -173,19 +191,17 @@ impl Builds {
             }
         };
         let derivations = manifest.derivations_built;
-        let stored = Arc::new(Stored {
-            digest: Digest::of(&manifest.bytes),
-            record: Record {
-                key,
-                name: image.name.clone(),
-                digest: Digest::of(&manifest.bytes).to_string(),
-                media_type: manifest.media_type.clone(),
-                built: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            },
-            bytes: manifest.bytes,
-        });
+        let digest = Digest::of(&manifest.bytes);
+        let record = Record {
+            key,
+            name: image.name.clone(),
+            digest: digest.to_string(),
+            media_type: manifest.media_type.clone(),
+            built: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let stored = Arc::new(Stored::new(record, manifest.bytes));
         let mut blobs = manifest.blobs;
         let builds = self.clone();
         let to_keep = stored.clone();
@@ -235,22 +251,9 @@ impl Builds {
     /// Why a stored image cannot be served as it is: a blob of its manifest that is
     /// neither upstream nor in its file any more.
     fn missing_blob(&self, state: &State, stored: &Stored) -> Option<String> {
-        #[derive(serde::Deserialize)]
-        struct Named {
-            digest: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct Shape {
-            config: Named,
-            layers: Vec<Named>,
-        }
-        let shape: Shape = serde_json::from_slice(&stored.bytes).ok()?;
         let upstream = self.upstream.as_ref().map(|u| u.name.as_str());
-        for named in std::iter::once(&shape.config).chain(&shape.layers) {
-            let Ok(digest) = Digest::parse(&named.digest) else {
-                return Some(format!("its manifest names {:?}", named.digest));
-            };
-            let Some(blob) = state.blobs.get(&digest) else {
+        for digest in &stored.blobs {
+            let Some(blob) = state.blobs.get(digest) else {
                 return Some(format!("blob {digest} is not recorded"));
             };
             let pushed = upstream.is_some_and(|u| blob.pushed.iter().any(|p| p == u));

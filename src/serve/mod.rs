@@ -76,8 +76,14 @@ pub fn run(opts: Options) -> Result<()> {
                 std::path::absolute(p).with_context(|| format!("--popularity {}", p.display()))?;
             let bytes = std::fs::read(&abs)
                 .with_context(|| format!("--popularity {}: cannot read", p.display()))?;
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
-                .with_context(|| format!("--popularity {}: not a JSON object", p.display()))?;
+            serde_json::from_slice::<crate::plan::nixery::Popularity>(&bytes).with_context(
+                || {
+                    format!(
+                        "--popularity {}: not a JSON object of names and counts",
+                        p.display()
+                    )
+                },
+            )?;
             Some((abs, Digest::of(&bytes).hex().to_string()))
         }
         None => None,

@@ -6,7 +6,9 @@
 use super::error::ApiError;
 use super::names::Image;
 use super::storage::Blob;
-use crate::image::digest::Digest;
+use crate::image::digest::{Algorithm, Digest};
+use crate::image::media::DOCKER_MANIFEST;
+use crate::image::oci;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,8 +17,6 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Docker's schema 2 manifest, when the manifest names no media type.
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// The most of nix-build's stdout and stderr kept (the end of them).
 const MAX_OUTPUT: usize = 1 << 20;
 /// How long nix-build may take to stop its builders once asked to.
@@ -353,19 +353,6 @@ struct Location {
     path: PathBuf,
 }
 
-/// A descriptor's digest and size, as the manifest gives them.
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
-    size: u64,
-}
-
-#[derive(Deserialize)]
-struct ManifestShape {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
 /// Reads nix-build's output file: a manifest whose every blob is where `layerLocations`
 /// says, with the size it says, or the packages that were not found.
 pub fn read_output(path: &Path) -> Result<Built, ApiError> {
@@ -383,24 +370,21 @@ pub fn read_output(path: &Path) -> Result<Built, ApiError> {
             layer_locations,
         } => (manifest, layer_locations),
     };
-    let shape: ManifestShape = serde_json::from_value(manifest.clone())
+    let shape: oci::Manifest = serde_json::from_value(manifest.clone())
         .map_err(|e| bad(format!("malformed manifest: {e}")))?;
-    let media_type = match manifest.get("mediaType") {
-        None => DOCKER_MANIFEST.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(bad("malformed manifest: mediaType is not a string".into())),
-    };
+    let media_type = shape
+        .media_type
+        .as_ref()
+        .map_or(DOCKER_MANIFEST, |m| m.as_str())
+        .to_string();
     let mut blobs = Vec::new();
     for d in std::iter::once(&shape.config).chain(&shape.layers) {
-        let digest = Digest::parse(&d.digest)
-            .ok()
-            .filter(|g| g.algorithm() == crate::image::digest::Algorithm::Sha256)
-            .ok_or_else(|| {
-                bad(format!(
-                    "malformed manifest: {:?} is not a sha256 digest",
-                    d.digest
-                ))
-            })?;
+        let digest = d.digest.clone();
+        if digest.algorithm() != Algorithm::Sha256 {
+            return Err(bad(format!(
+                "malformed manifest: {digest} is not a sha256 digest"
+            )));
+        }
         let loc = locations
             .get(digest.hex())
             .ok_or_else(|| bad(format!("layerLocations has no {digest}")))?;

@@ -10,11 +10,10 @@
 //! `<key>` is the sha256 of everything that decides an image (the cache key).
 
 use crate::image::digest::Digest;
-use crate::image::output::write_atomically;
+use crate::image::output::write_bytes;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Everything that decides what an image is: the cache key.
@@ -104,9 +103,7 @@ impl Storage {
             if std::fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
                 continue;
             }
-            write_atomically(&path, |mut f| {
-                f.write_all(text.as_bytes()).context("cannot write")
-            })?;
+            write_bytes(&path, text.as_bytes())?;
         }
         Ok(dir)
     }
@@ -132,18 +129,12 @@ impl Storage {
     pub fn save(&self, record: &Record, manifest: &[u8], blobs: &[(Digest, Blob)]) -> Result<()> {
         for (digest, blob) in blobs {
             let text = serde_json::to_vec(blob)?;
-            write_atomically(&self.blob_path(digest), |mut f| {
-                f.write_all(&text).context("cannot write")
-            })?;
+            write_bytes(&self.blob_path(digest), &text)?;
         }
         let digest = Digest::of(manifest);
-        write_atomically(&self.manifest_path(&digest), |mut f| {
-            f.write_all(manifest).context("cannot write")
-        })?;
+        write_bytes(&self.manifest_path(&digest), manifest)?;
         let text = serde_json::to_vec_pretty(record)?;
-        write_atomically(&self.record_path(&record.key.id()), |mut f| {
-            f.write_all(&text).context("cannot write")
-        })
+        write_bytes(&self.record_path(&record.key.id()), &text)
     }
 
     /// Every stored image (with its manifest bytes) and blob. A record whose manifest is
